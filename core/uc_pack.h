@@ -1,0 +1,148 @@
+/* Packs: writing a pack from a source checkpoint, reading its manifest, reconstructing
+ * tensors, and verification. A pack is a directory holding `manifest.json` and shard files
+ * named by their SHA-256; docs/pack-format.md is the specification. */
+#ifndef UC_PACK_H
+#define UC_PACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uc_codec.h"
+#include "uc_error.h"
+#include "uc_hash.h"
+#include "uc_source.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define UC_PACK_FORMAT_VERSION 1
+#define UC_CODEC_ID "uc5"
+#define UC_CODEC_VERSION 1
+#define UC_DEFAULT_SHARD_LIMIT ((uint64_t)2 << 30)
+
+/* Progress callback: `done` of `total` units (bytes or weights, as documented by the
+ * caller) are finished. Called from worker threads, serialised by libuc. */
+typedef void (*uc_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+typedef enum {
+	UC_ENCODING_RAW = 0,
+	UC_ENCODING_UC5 = 1,
+} uc_encoding;
+
+typedef struct {
+	const char *family;        /* dense|moe|ssm|recurrent|hybrid|vit|other (required) */
+	const char *name;          /* model name; NULL means the source file's base name */
+	const char *source_model;  /* where the weights came from; NULL when unknown */
+	const char *license;       /* licence identifier; NULL when unknown */
+	uc_dtype dtype;            /* target dtype of every reconstructed tensor */
+	unsigned threads;          /* 0 means the number of online CPUs */
+	uint64_t shard_size_limit; /* bytes; 0 means UC_DEFAULT_SHARD_LIMIT */
+	uc_progress_fn progress;   /* NULL for none; units are weights */
+	void *progress_ctx;
+} uc_pack_options;
+
+/* Fills defaults: family NULL, dtype bf16, threads 0, shard limit 0, no progress. */
+UC_API void uc_pack_options_init(uc_pack_options *options);
+
+/* Returns 1 when `family` is one of the seven family names, else 0. */
+UC_API int uc_family_valid(const char *family);
+
+/* Encodes every tensor of `src` and writes a pack directory at `out_dir`, which must not
+ * exist yet. The output bytes depend only on the source and the options other than
+ * `threads` and `progress`. The directory appears complete or not at all (built under a
+ * temporary name and renamed). */
+UC_API uc_status uc_pack_write(const uc_source *src, const char *out_dir,
+			       const uc_pack_options *options, uc_error *err);
+
+/* A parsed and validated manifest. Every string and number in it has been checked; see
+ * uc_manifest_parse. */
+typedef struct uc_manifest uc_manifest;
+
+typedef struct {
+	const char *file;  /* file name inside the pack: the 64-digit SHA-256 hex */
+	uint8_t sha256[UC_SHA256_BYTES];
+	uint64_t size;
+} uc_manifest_shard;
+
+typedef struct {
+	const char *name;
+	uint32_t ndim;
+	uint64_t shape[UC_MAX_DIMS];
+	uint64_t n_elements;
+	uc_dtype dtype;
+	uc_encoding encoding;
+	uint32_t shard;     /* index into the shard list */
+	uint64_t offset;    /* byte offset inside the shard */
+	uint64_t length;    /* encoded bytes */
+	uint8_t sha256[UC_SHA256_BYTES]; /* of the reconstructed bytes */
+	double sqnr_db;     /* NAN when the manifest stores null (exact reconstruction) */
+	double max_abs_error;
+} uc_manifest_tensor;
+
+/* Parses manifest bytes and checks everything that can be checked without the shards:
+ * known format version and codec (UC_ERR_UNSUPPORTED naming them), field types,
+ * shapes, lengths consistent with shape, dtype and encoding, every span inside its
+ * shard's declared size, no overlaps, unique tensor names, shard file names equal to
+ * their digests. Errors name the field or tensor. The caller frees with uc_manifest_free. */
+UC_API uc_status uc_manifest_parse(const char *json, size_t len, uc_manifest **out, uc_error *err);
+UC_API void uc_manifest_free(uc_manifest *manifest);
+
+UC_API size_t uc_manifest_shard_count(const uc_manifest *manifest);
+UC_API const uc_manifest_shard *uc_manifest_shard_at(const uc_manifest *manifest, size_t index);
+UC_API size_t uc_manifest_tensor_count(const uc_manifest *manifest);
+UC_API const uc_manifest_tensor *uc_manifest_tensor_at(const uc_manifest *manifest, size_t index);
+/* Model fields ("name", "family", "source_model", "license"); NULL when absent. Borrowed. */
+UC_API const char *uc_manifest_model_field(const uc_manifest *manifest, const char *field);
+UC_API uint64_t uc_manifest_parameters(const uc_manifest *manifest);
+UC_API double uc_manifest_bits_per_weight(const uc_manifest *manifest);
+UC_API double uc_manifest_sqnr_db(const uc_manifest *manifest); /* parameter-weighted */
+
+/* Verification: the same steps for `uc verify` and the registry's workers.
+ * 1 structure, 2 shard integrity, 3 reconstruction; see docs/pack-format.md. */
+typedef enum {
+	UC_VERDICT_OK = 0,
+	UC_VERDICT_STRUCTURE_FAILED = 1,
+	UC_VERDICT_INTEGRITY_FAILED = 2,
+	UC_VERDICT_RECONSTRUCTION_FAILED = 3,
+} uc_verdict;
+
+typedef struct {
+	unsigned threads;         /* 0 means the number of online CPUs */
+	uc_progress_fn progress;  /* NULL for none; units are bytes hashed */
+	void *progress_ctx;
+} uc_verify_options;
+
+UC_API void uc_verify_options_init(uc_verify_options *options);
+
+typedef struct uc_report uc_report;
+
+/* Verifies the pack whose manifest bytes are `manifest_json` and whose shard files are
+ * found as `shard_dir`/<file name>. On UC_OK, *out is a report whatever the verdict; a
+ * status other than UC_OK means verification could not run (out of memory, bad options).
+ * The caller frees the report with uc_report_free. */
+UC_API uc_status uc_verify_manifest(const char *manifest_json, size_t len, const char *shard_dir,
+				    const uc_verify_options *options, uc_report **out,
+				    uc_error *err);
+/* Reads `pack_dir`/manifest.json and verifies it against the shards beside it. A missing
+ * or unreadable manifest is a structure failure in the report, not an error. */
+UC_API uc_status uc_verify_pack(const char *pack_dir, const uc_verify_options *options,
+				uc_report **out, uc_error *err);
+
+UC_API uc_verdict uc_report_verdict(const uc_report *report);
+/* Returns the report as a JSON document (new string, free with uc_free), or NULL when out
+ * of memory. */
+UC_API char *uc_report_to_json(const uc_report *report);
+/* Returns the report as human-readable lines ending in the verdict line (new string, free
+ * with uc_free), or NULL when out of memory. */
+UC_API char *uc_report_to_text(const uc_report *report);
+UC_API void uc_report_free(uc_report *report);
+
+/* Frees a string returned by libuc. */
+UC_API void uc_free(void *ptr);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
