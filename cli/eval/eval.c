@@ -1,0 +1,300 @@
+/* The scoring protocol: which predictions are scored, in which runs, and how the negative
+ * log-likelihoods add up to a perplexity independent of the thread count. */
+#include "eval.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define EVAL_MAX_THREADS 256
+
+size_t eval_plan_windows(size_t count, uint32_t window, uint32_t stride, eval_window *out,
+			 size_t capacity)
+{
+	if (count < 2)
+		return 0;
+	size_t last = count - 1; /* predictions exist at positions 0 .. count - 2 */
+	if (window == 0) {
+		if (capacity > 0)
+			out[0] = (eval_window){.start = 0, .score_from = 0, .end = last};
+		return 1;
+	}
+
+	size_t runs = 0, scored_until = 0;
+	for (size_t start = 0;; start += stride) {
+		size_t end = last - start > window ? start + window : last;
+		if (end > scored_until) {
+			if (runs < capacity)
+				out[runs] = (eval_window){
+					.start = start,
+					.score_from = start > scored_until ? start : scored_until,
+					.end = end,
+				};
+			runs++;
+			scored_until = end;
+		}
+		if (end == last)
+			break;
+	}
+	return runs;
+}
+
+void eval_token_set_free(eval_token_set *set)
+{
+	if (!set)
+		return;
+	if (set->tokens)
+		for (size_t i = 0; i < set->count; i++)
+			free(set->tokens[i]);
+	ucp_free(set->tokens);
+	ucp_free(set->lengths);
+	memset(set, 0, sizeof *set);
+}
+
+uc_status eval_token_set_encode(const eval_corpus *corpus, const eval_tokenizer *tokenizer,
+				eval_token_set *out, uc_error *err)
+{
+	memset(out, 0, sizeof *out);
+	uc_status rc = UC_OK;
+	out->tokens = ucp_calloc(corpus->count, sizeof *out->tokens);
+	out->lengths = ucp_calloc(corpus->count, sizeof *out->lengths);
+	if (!out->tokens || !out->lengths) {
+		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu documents", corpus->count);
+		goto out;
+	}
+	out->count = corpus->count;
+	for (size_t d = 0; d < corpus->count && rc == UC_OK; d++) {
+		const eval_document *doc = &corpus->documents[d];
+		if (tokenizer)
+			rc = eval_tokenizer_encode(tokenizer, doc->text, doc->len, 1, &out->tokens[d],
+						   &out->lengths[d], err);
+		else
+			rc = eval_bytes_encode(doc->text, doc->len, &out->tokens[d], &out->lengths[d],
+					       err);
+	}
+
+out:
+	if (rc != UC_OK)
+		eval_token_set_free(out);
+	return rc;
+}
+
+double eval_score_ppl(const eval_score *score)
+{
+	if (score->scored == 0)
+		return NAN;
+	return exp(score->nll_sum / (double)score->scored);
+}
+
+/* One run of the plan, and its result. */
+typedef struct {
+	const uint32_t *tokens;
+	eval_window window;
+	double nll_sum;
+} score_item;
+
+typedef struct {
+	const eval_model *model;
+	score_item *items;
+	size_t count;
+	atomic_size_t next;
+} score_job;
+
+typedef struct {
+	score_job *job;
+	eval_state *state;
+} score_worker;
+
+/* Returns -log softmax(logits)[target], computed in double. */
+static double negative_log_likelihood(const float *logits, uint32_t vocab, uint32_t target)
+{
+	float max = logits[0];
+	for (uint32_t i = 1; i < vocab; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	double sum = 0.0;
+	for (uint32_t i = 0; i < vocab; i++)
+		sum += exp((double)logits[i] - (double)max);
+	return log(sum) + (double)max - (double)logits[target];
+}
+
+static void run_item(eval_state *state, uint32_t vocab, score_item *item)
+{
+	eval_state_reset(state);
+	double nll = 0.0;
+	for (size_t pos = item->window.start; pos < item->window.end; pos++) {
+		const float *logits = eval_state_step(state, item->tokens[pos]);
+		if (pos >= item->window.score_from)
+			nll += negative_log_likelihood(logits, vocab, item->tokens[pos + 1]);
+	}
+	item->nll_sum = nll;
+}
+
+static void *score_thread(void *arg)
+{
+	score_worker *worker = arg;
+	score_job *job = worker->job;
+	uint32_t vocab = eval_model_vocab_size(job->model);
+	for (;;) {
+		size_t index = atomic_fetch_add(&job->next, 1);
+		if (index >= job->count)
+			break;
+		run_item(worker->state, vocab, &job->items[index]);
+	}
+	return NULL;
+}
+
+static uc_status check_tokens(const eval_model *model, const eval_token_set *set, uc_error *err)
+{
+	uint32_t vocab = eval_model_vocab_size(model);
+	for (size_t d = 0; d < set->count; d++)
+		for (size_t i = 0; i < set->lengths[d]; i++)
+			if (set->tokens[d][i] >= vocab)
+				return ucp_fail(err, UC_ERR_INVALID,
+						"document %zu, token %zu: id %u is outside the model's "
+						"vocabulary of %u", d + 1, i, set->tokens[d][i], vocab);
+	return UC_OK;
+}
+
+static uc_status check_options(const eval_model *model, const eval_options *options,
+			       uc_error *err)
+{
+	uint32_t max_seq = eval_model_max_seq_len(model);
+	if (options->window == 0)
+		return UC_OK;
+	if (options->stride == 0 || options->stride > options->window)
+		return ucp_fail(err, UC_ERR_INVALID,
+				"stride %u must be between 1 and the window %u, or a token would be "
+				"skipped", options->stride, options->window);
+	if (max_seq != 0 && options->window > max_seq)
+		return ucp_fail(err, UC_ERR_INVALID,
+				"window %u is longer than the model's maximum sequence length %u",
+				options->window, max_seq);
+	return UC_OK;
+}
+
+/* Builds the list of runs: documents in order, each document's windows in order. */
+static uc_status plan_items(const eval_model *model, const eval_token_set *set,
+			    const eval_options *options, score_item **out, size_t *count,
+			    uc_error *err)
+{
+	uint32_t max_seq = eval_model_max_seq_len(model);
+	size_t total = 0;
+	for (size_t d = 0; d < set->count; d++) {
+		size_t len = set->lengths[d];
+		if (options->window == 0 && max_seq != 0 && len > max_seq)
+			len = max_seq;
+		total += eval_plan_windows(len, options->window, options->stride, NULL, 0);
+	}
+
+	score_item *items = ucp_calloc(total, sizeof *items);
+	eval_window *windows = NULL;
+	if (!items)
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu runs", total);
+	size_t used = 0;
+	for (size_t d = 0; d < set->count; d++) {
+		size_t len = set->lengths[d];
+		if (options->window == 0 && max_seq != 0 && len > max_seq)
+			len = max_seq;
+		size_t runs = eval_plan_windows(len, options->window, options->stride, NULL, 0);
+		ucp_free(windows);
+		windows = ucp_calloc(runs, sizeof *windows);
+		if (!windows) {
+			ucp_free(items);
+			return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu windows", runs);
+		}
+		eval_plan_windows(len, options->window, options->stride, windows, runs);
+		for (size_t r = 0; r < runs; r++) {
+			items[used].tokens = set->tokens[d];
+			items[used].window = windows[r];
+			used++;
+		}
+	}
+	ucp_free(windows);
+	*out = items;
+	*count = total;
+	return UC_OK;
+}
+
+static unsigned choose_threads(unsigned requested, size_t items)
+{
+	unsigned threads = requested;
+	if (threads == 0) {
+		long online = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = online > 0 ? (unsigned)online : 1;
+	}
+	if (threads > EVAL_MAX_THREADS)
+		threads = EVAL_MAX_THREADS;
+	if (threads > items)
+		threads = items ? (unsigned)items : 1;
+	return threads;
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Runs every item on `threads` workers, each with its own state. */
+static uc_status run_items(score_job *job, unsigned threads, uc_error *err)
+{
+	score_worker workers[EVAL_MAX_THREADS] = {{0}};
+	pthread_t ids[EVAL_MAX_THREADS];
+	unsigned started = 0;
+	uc_status rc = UC_OK;
+	for (unsigned t = 0; t < threads && rc == UC_OK; t++) {
+		workers[t].job = job;
+		rc = eval_state_new(job->model, &workers[t].state, err);
+	}
+	for (unsigned t = 1; t < threads && rc == UC_OK; t++) {
+		if (pthread_create(&ids[t], NULL, score_thread, &workers[t]) != 0)
+			break; /* the threads already started, and this one, share the work */
+		started = t;
+	}
+	if (rc == UC_OK)
+		score_thread(&workers[0]);
+	for (unsigned t = 1; t <= started; t++)
+		pthread_join(ids[t], NULL);
+	for (unsigned t = 0; t < threads; t++)
+		eval_state_free(workers[t].state);
+	return rc;
+}
+
+uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
+			    const eval_options *options, eval_score *out, uc_error *err)
+{
+	memset(out, 0, sizeof *out);
+	score_item *items = NULL;
+	size_t count = 0;
+	uc_status rc = check_options(model, options, err);
+	if (rc == UC_OK)
+		rc = check_tokens(model, set, err);
+	if (rc == UC_OK)
+		rc = plan_items(model, set, options, &items, &count, err);
+	if (rc != UC_OK)
+		return rc;
+
+	score_job job = {.model = model, .items = items, .count = count};
+	atomic_init(&job.next, 0);
+	double started = now_seconds();
+	rc = run_items(&job, choose_threads(options->threads, count), err);
+	out->seconds = now_seconds() - started;
+
+	/* Summed in plan order, never in completion order, so every thread count agrees. */
+	for (size_t i = 0; i < count && rc == UC_OK; i++) {
+		out->nll_sum += items[i].nll_sum;
+		out->scored += items[i].window.end - items[i].window.score_from;
+		out->fed += items[i].window.end - items[i].window.start;
+	}
+	out->documents = set->count;
+	ucp_free(items);
+	return rc;
+}

@@ -1,0 +1,465 @@
+/* The Llama forward pass of llama2.c: RMSNorm (eps 1e-5), rotary position embeddings on
+ * the pairs (2i, 2i + 1) of each head with theta 10000, grouped-query attention with a KV
+ * cache, a SwiGLU feed-forward network and a classifier that may share the token
+ * embedding. Tensor names and shapes are Meta's (`layers.N.attention.wq.weight`). */
+#include "model.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LLAMA_NORM_EPS 1e-5f
+#define LLAMA_ROPE_THETA 10000.0f
+#define LLAMA_MAX_SEQ_LEN (1u << 20)
+
+typedef struct {
+	const float *attention_norm, *wq, *wk, *wv, *wo;
+	const float *ffn_norm, *w1, *w2, *w3;
+} llama_layer;
+
+struct eval_llama {
+	uint32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_size, kv_dim;
+	uint32_t vocab_size, max_seq_len;
+	const float *embedding, *final_norm, *classifier;
+	llama_layer *layers;
+	float *rope_cos, *rope_sin; /* [max_seq_len][head_size / 2] */
+};
+
+struct eval_llama_state {
+	const eval_llama *llama;
+	uint32_t pos;
+	float *x, *xb, *xb2, *q, *hb, *hb2, *scores, *logits;
+	float *key_cache, *value_cache; /* [n_layers][max_seq_len][kv_dim] */
+};
+
+/* Reads a positive integer field of the configuration; `fallback` is used when the field
+ * is absent and fallback > 0. */
+static uc_status config_uint(json_t *config, const char *key, uint32_t fallback, uint32_t *out,
+			     uc_error *err)
+{
+	json_t *value = json_object_get(config, key);
+	if (!value) {
+		if (fallback == 0)
+			return ucp_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is missing",
+					key);
+		*out = fallback;
+		return UC_OK;
+	}
+	if (!json_is_integer(value) || json_integer_value(value) <= 0 ||
+	    json_integer_value(value) > (json_int_t)LLAMA_MAX_SEQ_LEN)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"model configuration: field \"%s\" must be an integer in 1..%u",
+				key, LLAMA_MAX_SEQ_LEN);
+	*out = (uint32_t)json_integer_value(value);
+	return UC_OK;
+}
+
+/* Checks that an optional configuration field, when present, equals what the tensors say. */
+static uc_status config_agrees(json_t *config, const char *key, uint32_t actual, uc_error *err)
+{
+	json_t *value = json_object_get(config, key);
+	if (!value)
+		return UC_OK;
+	if (!json_is_integer(value))
+		return ucp_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is not an integer",
+				key);
+	json_int_t stated = json_integer_value(value);
+	if (stated < 0 && strcmp(key, "vocab_size") == 0)
+		stated = -stated; /* llama2.c marks a separate classifier with a negative vocab_size */
+	if (stated != (json_int_t)actual)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"model configuration: \"%s\" is %lld but the tensors give %u", key,
+				(long long)stated, actual);
+	return UC_OK;
+}
+
+static uc_status read_config(eval_llama *llama, const eval_weights *weights, uc_error *err)
+{
+	const char *text = eval_weights_config(weights);
+	if (!text)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"the checkpoint has no model configuration (\"config\" metadata), "
+				"so the number of attention heads is unknown");
+	json_error_t json_err;
+	json_t *config = json_loads(text, 0, &json_err);
+	if (!config || !json_is_object(config)) {
+		json_decref(config);
+		return ucp_fail(err, UC_ERR_FORMAT, "model configuration is not a JSON object: %s",
+				json_err.text);
+	}
+
+	/* Safetensors conversions name the context length max_seq_len, llama2.c headers seq_len. */
+	const char *seq_key = json_object_get(config, "max_seq_len") ? "max_seq_len" : "seq_len";
+	uc_status rc = config_uint(config, "n_heads", 0, &llama->n_heads, err);
+	if (rc == UC_OK)
+		rc = config_uint(config, "n_kv_heads", llama->n_heads, &llama->n_kv_heads, err);
+	if (rc == UC_OK)
+		rc = config_uint(config, seq_key, 0, &llama->max_seq_len, err);
+	if (rc == UC_OK)
+		rc = config_agrees(config, "dim", llama->dim, err);
+	if (rc == UC_OK)
+		rc = config_agrees(config, "vocab_size", llama->vocab_size, err);
+	if (rc == UC_OK)
+		rc = config_agrees(config, "n_layers", llama->n_layers, err);
+	json_decref(config);
+	return rc;
+}
+
+static uc_status check_heads(const eval_llama *llama, uc_error *err)
+{
+	if (llama->dim % llama->n_heads != 0 || (llama->dim / llama->n_heads) % 2 != 0)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"model configuration: dim %u is not divisible into %u heads of even size",
+				llama->dim, llama->n_heads);
+	if (llama->n_kv_heads > llama->n_heads || llama->n_heads % llama->n_kv_heads != 0)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"model configuration: n_heads %u is not a multiple of n_kv_heads %u",
+				llama->n_heads, llama->n_kv_heads);
+	return UC_OK;
+}
+
+static uc_status resolve_layer(eval_llama *llama, const eval_weights *weights, uint32_t l,
+			       uc_error *err)
+{
+	const uint64_t vector[] = {llama->dim};
+	const uint64_t square[] = {llama->dim, llama->dim};
+	const uint64_t kv[] = {llama->kv_dim, llama->dim};
+	const uint64_t up[] = {llama->hidden_dim, llama->dim};
+	const uint64_t down[] = {llama->dim, llama->hidden_dim};
+	const struct {
+		const char *suffix;
+		uint32_t ndim;
+		const uint64_t *dims;
+		const float **slot;
+	} table[] = {
+		{"attention_norm.weight", 1, vector, &llama->layers[l].attention_norm},
+		{"attention.wq.weight", 2, square, &llama->layers[l].wq},
+		{"attention.wk.weight", 2, kv, &llama->layers[l].wk},
+		{"attention.wv.weight", 2, kv, &llama->layers[l].wv},
+		{"attention.wo.weight", 2, square, &llama->layers[l].wo},
+		{"ffn_norm.weight", 1, vector, &llama->layers[l].ffn_norm},
+		{"feed_forward.w1.weight", 2, up, &llama->layers[l].w1},
+		{"feed_forward.w2.weight", 2, down, &llama->layers[l].w2},
+		{"feed_forward.w3.weight", 2, up, &llama->layers[l].w3},
+	};
+	for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+		char name[128];
+		snprintf(name, sizeof name, "layers.%u.%s", l, table[i].suffix);
+		uc_status rc = eval_require_tensor(weights, name, table[i].ndim, table[i].dims,
+						   table[i].slot, err);
+		if (rc != UC_OK)
+			return rc;
+	}
+	return UC_OK;
+}
+
+/* Infers dim, vocabulary, layer count, hidden and KV sizes from the tensor shapes. */
+static uc_status infer_sizes(eval_llama *llama, const eval_weights *weights, uc_error *err)
+{
+	const eval_tensor *embedding = eval_weights_find(weights, "tok_embeddings.weight");
+	if (!embedding || embedding->ndim != 2 || embedding->shape[0] == 0 ||
+	    embedding->shape[1] == 0 || embedding->shape[0] > UINT32_MAX / 2 ||
+	    embedding->shape[1] > 65536)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"tensor tok_embeddings.weight is missing or not a [vocab, dim] matrix");
+	llama->vocab_size = (uint32_t)embedding->shape[0];
+	llama->dim = (uint32_t)embedding->shape[1];
+
+	while (llama->n_layers < 4096) {
+		char name[64];
+		snprintf(name, sizeof name, "layers.%u.attention_norm.weight", llama->n_layers);
+		if (!eval_weights_find(weights, name))
+			break;
+		llama->n_layers++;
+	}
+	if (llama->n_layers == 0)
+		return ucp_fail(err, UC_ERR_FORMAT, "tensor layers.0.attention_norm.weight is missing");
+
+	const eval_tensor *w1 = eval_weights_find(weights, "layers.0.feed_forward.w1.weight");
+	const eval_tensor *wk = eval_weights_find(weights, "layers.0.attention.wk.weight");
+	if (!w1 || w1->ndim != 2 || w1->shape[0] == 0 || w1->shape[0] > 1u << 20)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"tensor layers.0.feed_forward.w1.weight is missing or not a matrix");
+	if (!wk || wk->ndim != 2 || wk->shape[0] == 0 || wk->shape[0] > llama->dim)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"tensor layers.0.attention.wk.weight is missing or not a [kv_dim, dim] matrix");
+	llama->hidden_dim = (uint32_t)w1->shape[0];
+	llama->kv_dim = (uint32_t)wk->shape[0];
+	return UC_OK;
+}
+
+static uc_status build_rope_tables(eval_llama *llama, uc_error *err)
+{
+	uint32_t half = llama->head_size / 2;
+	size_t count;
+	if (ucp_mul_size(llama->max_seq_len, half, &count) != 0 ||
+	    ucp_mul_size(count, sizeof(float), &count) != 0)
+		return ucp_fail(err, UC_ERR_RANGE, "RoPE table for %u positions is too large",
+				llama->max_seq_len);
+	llama->rope_cos = ucp_malloc(count);
+	llama->rope_sin = ucp_malloc(count);
+	if (!llama->rope_cos || !llama->rope_sin)
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for the RoPE tables");
+	for (uint32_t pos = 0; pos < llama->max_seq_len; pos++) {
+		for (uint32_t i = 0; i < half; i++) {
+			float freq = 1.0f / powf(LLAMA_ROPE_THETA, (float)(2 * i) / (float)llama->head_size);
+			float angle = (float)pos * freq;
+			llama->rope_cos[(size_t)pos * half + i] = cosf(angle);
+			llama->rope_sin[(size_t)pos * half + i] = sinf(angle);
+		}
+	}
+	return UC_OK;
+}
+
+uc_status eval_llama_new(const eval_weights *weights, eval_llama **out, uc_error *err)
+{
+	eval_llama *llama = ucp_calloc(1, sizeof *llama);
+	uc_status rc = UC_OK;
+	if (!llama) {
+		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model");
+		goto out;
+	}
+	rc = infer_sizes(llama, weights, err);
+	if (rc == UC_OK)
+		rc = read_config(llama, weights, err);
+	if (rc == UC_OK)
+		rc = check_heads(llama, err);
+	if (rc != UC_OK)
+		goto out;
+	llama->head_size = llama->dim / llama->n_heads;
+	if (llama->kv_dim != llama->n_kv_heads * llama->head_size) {
+		rc = ucp_fail(err, UC_ERR_FORMAT,
+			      "tensor layers.0.attention.wk.weight has %u rows, expected n_kv_heads %u "
+			      "x head size %u", llama->kv_dim, llama->n_kv_heads, llama->head_size);
+		goto out;
+	}
+
+	llama->layers = ucp_calloc(llama->n_layers, sizeof *llama->layers);
+	if (!llama->layers) {
+		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for %u layers", llama->n_layers);
+		goto out;
+	}
+	for (uint32_t l = 0; l < llama->n_layers && rc == UC_OK; l++)
+		rc = resolve_layer(llama, weights, l, err);
+	if (rc != UC_OK)
+		goto out;
+
+	const uint64_t embedding_dims[] = {llama->vocab_size, llama->dim};
+	const uint64_t norm_dims[] = {llama->dim};
+	llama->embedding = eval_weights_find(weights, "tok_embeddings.weight")->data;
+	rc = eval_require_tensor(weights, "norm.weight", 1, norm_dims, &llama->final_norm, err);
+	if (rc != UC_OK)
+		goto out;
+	if (eval_weights_find(weights, "output.weight"))
+		rc = eval_require_tensor(weights, "output.weight", 2, embedding_dims,
+					 &llama->classifier, err);
+	else
+		llama->classifier = llama->embedding; /* shared classifier */
+	if (rc == UC_OK)
+		rc = build_rope_tables(llama, err);
+
+out:
+	if (rc != UC_OK) {
+		eval_llama_free(llama);
+		llama = NULL;
+	}
+	*out = llama;
+	return rc;
+}
+
+void eval_llama_free(eval_llama *llama)
+{
+	if (!llama)
+		return;
+	ucp_free(llama->layers);
+	ucp_free(llama->rope_cos);
+	ucp_free(llama->rope_sin);
+	ucp_free(llama);
+}
+
+uint32_t eval_llama_vocab_size(const eval_llama *llama)
+{
+	return llama->vocab_size;
+}
+
+uint32_t eval_llama_max_seq_len(const eval_llama *llama)
+{
+	return llama->max_seq_len;
+}
+
+static float *alloc_floats(size_t a, size_t b, int *failed)
+{
+	size_t n;
+	if (ucp_mul_size(a, b, &n) != 0 || ucp_mul_size(n, sizeof(float), &n) != 0) {
+		*failed = 1;
+		return NULL;
+	}
+	float *p = ucp_calloc(1, n);
+	if (!p)
+		*failed = 1;
+	return p;
+}
+
+uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, uc_error *err)
+{
+	eval_llama_state *state = ucp_calloc(1, sizeof *state);
+	if (!state) {
+		*out = NULL;
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
+	}
+	state->llama = llama;
+	int failed = 0;
+	size_t cache_rows = (size_t)llama->n_layers * llama->max_seq_len;
+	state->x = alloc_floats(llama->dim, 1, &failed);
+	state->xb = alloc_floats(llama->dim, 1, &failed);
+	state->xb2 = alloc_floats(llama->dim, 1, &failed);
+	state->q = alloc_floats(llama->dim, 1, &failed);
+	state->hb = alloc_floats(llama->hidden_dim, 1, &failed);
+	state->hb2 = alloc_floats(llama->hidden_dim, 1, &failed);
+	state->scores = alloc_floats(llama->max_seq_len, 1, &failed);
+	state->logits = alloc_floats(llama->vocab_size, 1, &failed);
+	state->key_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
+	state->value_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
+	if (failed) {
+		eval_llama_state_free(state);
+		*out = NULL;
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a KV cache of %u positions",
+				llama->max_seq_len);
+	}
+	*out = state;
+	return UC_OK;
+}
+
+void eval_llama_state_free(eval_llama_state *state)
+{
+	if (!state)
+		return;
+	ucp_free(state->x);
+	ucp_free(state->xb);
+	ucp_free(state->xb2);
+	ucp_free(state->q);
+	ucp_free(state->hb);
+	ucp_free(state->hb2);
+	ucp_free(state->scores);
+	ucp_free(state->logits);
+	ucp_free(state->key_cache);
+	ucp_free(state->value_cache);
+	ucp_free(state);
+}
+
+void eval_llama_state_reset(eval_llama_state *state)
+{
+	/* Cache rows at or after pos are written before they are read, so no clearing. */
+	state->pos = 0;
+}
+
+/* Rotates the pairs (2i, 2i + 1) of every head in `v` (n values) by the angles of `pos`. */
+static void apply_rope(const eval_llama *llama, float *v, uint32_t n, uint32_t pos)
+{
+	uint32_t half = llama->head_size / 2;
+	const float *cos_row = llama->rope_cos + (size_t)pos * half;
+	const float *sin_row = llama->rope_sin + (size_t)pos * half;
+	for (uint32_t i = 0; i < n; i += 2) {
+		uint32_t pair = (i % llama->head_size) / 2;
+		float a = v[i], b = v[i + 1];
+		v[i] = a * cos_row[pair] - b * sin_row[pair];
+		v[i + 1] = a * sin_row[pair] + b * cos_row[pair];
+	}
+}
+
+static void softmax(float *x, uint32_t n)
+{
+	float max = x[0];
+	for (uint32_t i = 1; i < n; i++)
+		if (x[i] > max)
+			max = x[i];
+	float sum = 0.0f;
+	for (uint32_t i = 0; i < n; i++) {
+		x[i] = expf(x[i] - max);
+		sum += x[i];
+	}
+	for (uint32_t i = 0; i < n; i++)
+		x[i] /= sum;
+}
+
+/* Multi-head attention of the query in state->q over positions 0..pos; result in xb. */
+static void attend(eval_llama_state *state, uint32_t layer)
+{
+	const eval_llama *llama = state->llama;
+	uint32_t group = llama->n_heads / llama->n_kv_heads;
+	float scale = 1.0f / sqrtf((float)llama->head_size);
+	size_t layer_offset = (size_t)layer * llama->max_seq_len * llama->kv_dim;
+
+	for (uint32_t h = 0; h < llama->n_heads; h++) {
+		const float *q = state->q + (size_t)h * llama->head_size;
+		size_t head_offset = layer_offset + (size_t)(h / group) * llama->head_size;
+		for (uint32_t t = 0; t <= state->pos; t++) {
+			const float *k = state->key_cache + head_offset + (size_t)t * llama->kv_dim;
+			float dot = 0.0f;
+			for (uint32_t i = 0; i < llama->head_size; i++)
+				dot += q[i] * k[i];
+			state->scores[t] = dot * scale;
+		}
+		softmax(state->scores, state->pos + 1);
+
+		float *out = state->xb + (size_t)h * llama->head_size;
+		memset(out, 0, llama->head_size * sizeof(float));
+		for (uint32_t t = 0; t <= state->pos; t++) {
+			const float *v = state->value_cache + head_offset + (size_t)t * llama->kv_dim;
+			float weight = state->scores[t];
+			for (uint32_t i = 0; i < llama->head_size; i++)
+				out[i] += weight * v[i];
+		}
+	}
+}
+
+static void feed_forward(eval_llama_state *state, const llama_layer *layer)
+{
+	const eval_llama *llama = state->llama;
+	eval_rmsnorm(state->xb, state->x, layer->ffn_norm, llama->dim, LLAMA_NORM_EPS);
+	eval_matvec(state->hb, layer->w1, state->xb, llama->hidden_dim, llama->dim);
+	eval_matvec(state->hb2, layer->w3, state->xb, llama->hidden_dim, llama->dim);
+	for (uint32_t i = 0; i < llama->hidden_dim; i++) {
+		float gate = state->hb[i];
+		state->hb[i] = gate / (1.0f + expf(-gate)) * state->hb2[i];
+	}
+	eval_matvec(state->xb, layer->w2, state->hb, llama->dim, llama->hidden_dim);
+	for (uint32_t i = 0; i < llama->dim; i++)
+		state->x[i] += state->xb[i];
+}
+
+const float *eval_llama_step(eval_llama_state *state, uint32_t token)
+{
+	const eval_llama *llama = state->llama;
+	uint32_t pos = state->pos;
+	memcpy(state->x, llama->embedding + (size_t)token * llama->dim, llama->dim * sizeof(float));
+
+	for (uint32_t l = 0; l < llama->n_layers; l++) {
+		const llama_layer *layer = &llama->layers[l];
+		size_t cache_row = ((size_t)l * llama->max_seq_len + pos) * llama->kv_dim;
+		float *k = state->key_cache + cache_row;
+		float *v = state->value_cache + cache_row;
+
+		eval_rmsnorm(state->xb, state->x, layer->attention_norm, llama->dim, LLAMA_NORM_EPS);
+		eval_matvec(state->q, layer->wq, state->xb, llama->dim, llama->dim);
+		eval_matvec(k, layer->wk, state->xb, llama->kv_dim, llama->dim);
+		eval_matvec(v, layer->wv, state->xb, llama->kv_dim, llama->dim);
+		apply_rope(llama, state->q, llama->dim, pos);
+		apply_rope(llama, k, llama->kv_dim, pos);
+
+		attend(state, l);
+		eval_matvec(state->xb2, layer->wo, state->xb, llama->dim, llama->dim);
+		for (uint32_t i = 0; i < llama->dim; i++)
+			state->x[i] += state->xb2[i];
+
+		feed_forward(state, layer);
+	}
+
+	eval_rmsnorm(state->x, state->x, llama->final_norm, llama->dim, LLAMA_NORM_EPS);
+	eval_matvec(state->logits, llama->classifier, state->x, llama->vocab_size, llama->dim);
+	state->pos++;
+	return state->logits;
+}

@@ -1,0 +1,142 @@
+/* Chooses the forward pass for a weight set and hands states to it. */
+#include "model.h"
+
+#include "internal.h"
+
+struct eval_model {
+	eval_arch arch;
+	eval_weights *weights;
+	eval_llama *llama;
+	eval_rwkv *rwkv;
+};
+
+struct eval_state {
+	const eval_model *model;
+	eval_llama_state *llama;
+	eval_rwkv_state *rwkv;
+};
+
+const char *eval_arch_name(eval_arch arch)
+{
+	switch (arch) {
+	case EVAL_ARCH_LLAMA:
+		return "llama";
+	case EVAL_ARCH_RWKV5_1:
+		return "rwkv-5.1";
+	case EVAL_ARCH_RWKV5_2:
+		return "rwkv-5.2";
+	}
+	return "unknown";
+}
+
+const char *eval_arch_comparator(eval_arch arch)
+{
+	return arch == EVAL_ARCH_LLAMA ? "canonical-transformer" : "architecture-compatible";
+}
+
+uc_status eval_model_new(eval_weights *weights, eval_model **out, uc_error *err)
+{
+	uc_status rc = UC_OK;
+	eval_model *model = ucp_calloc(1, sizeof *model);
+	if (!model) {
+		eval_weights_free(weights);
+		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model");
+		goto out;
+	}
+	model->weights = weights;
+
+	if (eval_weights_find(weights, "tok_embeddings.weight")) {
+		model->arch = EVAL_ARCH_LLAMA;
+		rc = eval_llama_new(weights, &model->llama, err);
+	} else if (eval_weights_find(weights, "emb.weight") &&
+		   eval_weights_find(weights, "blocks.0.att.time_decay")) {
+		rc = eval_rwkv_new(weights, &model->rwkv, err);
+		if (rc == UC_OK)
+			model->arch = eval_rwkv_is_v5_2(model->rwkv) ? EVAL_ARCH_RWKV5_2
+								      : EVAL_ARCH_RWKV5_1;
+	} else {
+		rc = ucp_fail(err, UC_ERR_UNSUPPORTED,
+			      "unknown architecture: no tok_embeddings.weight (Llama) or emb.weight "
+			      "with blocks.0.att.time_decay (RWKV v5); uc eval runs only these");
+	}
+
+out:
+	if (rc != UC_OK) {
+		eval_model_free(model);
+		model = NULL;
+	}
+	*out = model;
+	return rc;
+}
+
+void eval_model_free(eval_model *model)
+{
+	if (!model)
+		return;
+	eval_llama_free(model->llama);
+	eval_rwkv_free(model->rwkv);
+	eval_weights_free(model->weights);
+	ucp_free(model);
+}
+
+eval_arch eval_model_arch(const eval_model *model)
+{
+	return model->arch;
+}
+
+uint32_t eval_model_vocab_size(const eval_model *model)
+{
+	return model->llama ? eval_llama_vocab_size(model->llama) : eval_rwkv_vocab_size(model->rwkv);
+}
+
+uint32_t eval_model_max_seq_len(const eval_model *model)
+{
+	return model->llama ? eval_llama_max_seq_len(model->llama) : 0;
+}
+
+uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *err)
+{
+	eval_state *state = ucp_calloc(1, sizeof *state);
+	uc_status rc = UC_OK;
+	if (!state) {
+		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
+		goto out;
+	}
+	state->model = model;
+	if (model->llama)
+		rc = eval_llama_state_new(model->llama, &state->llama, err);
+	else
+		rc = eval_rwkv_state_new(model->rwkv, &state->rwkv, err);
+
+out:
+	if (rc != UC_OK) {
+		eval_state_free(state);
+		state = NULL;
+	}
+	*out = state;
+	return rc;
+}
+
+void eval_state_free(eval_state *state)
+{
+	if (!state)
+		return;
+	eval_llama_state_free(state->llama);
+	eval_rwkv_state_free(state->rwkv);
+	ucp_free(state);
+}
+
+void eval_state_reset(eval_state *state)
+{
+	if (state->llama)
+		eval_llama_state_reset(state->llama);
+	else
+		eval_rwkv_state_reset(state->rwkv);
+}
+
+const float *eval_state_step(eval_state *state, uint32_t token)
+{
+	if (state->llama)
+		return eval_llama_step(state->llama, token);
+	return eval_rwkv_step(state->rwkv, token);
+}

@@ -1,0 +1,305 @@
+/* The llama2.c byte-pair tokenizer (`tok512.bin` format) and byte-level encoding. */
+#include "eval.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TOKENIZER_MAX_VOCAB (1u << 20)
+#define BYTE_FALLBACK_OFFSET 3u /* llama2.c maps byte b to token b + 3 (after <unk>, BOS, EOS) */
+
+struct eval_tokenizer {
+	uint32_t vocab_size;
+	char **pieces;
+	size_t *lengths;
+	float *scores;
+	struct sorted_piece *sorted; /* every piece in byte order, for binary search */
+};
+
+struct sorted_piece {
+	const char *bytes;
+	size_t len;
+	uint32_t id;
+};
+
+static int compare_bytes(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+	int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+	if (c != 0)
+		return c;
+	return (a_len > b_len) - (a_len < b_len);
+}
+
+static int compare_pieces(const void *a, const void *b)
+{
+	const struct sorted_piece *x = a, *y = b;
+	int c = compare_bytes(x->bytes, x->len, y->bytes, y->len);
+	return c != 0 ? c : (x->id > y->id) - (x->id < y->id);
+}
+
+/* Returns the id of the token whose piece is exactly these bytes, or -1. When several
+ * tokens share a piece, the lowest id wins. */
+static long lookup(const eval_tokenizer *tokenizer, const char *bytes, size_t len)
+{
+	size_t low = 0, high = tokenizer->vocab_size;
+	while (low < high) {
+		size_t mid = low + (high - low) / 2;
+		const struct sorted_piece *piece = &tokenizer->sorted[mid];
+		if (compare_bytes(piece->bytes, piece->len, bytes, len) < 0)
+			low = mid + 1;
+		else
+			high = mid;
+	}
+	if (low < tokenizer->vocab_size) {
+		const struct sorted_piece *piece = &tokenizer->sorted[low];
+		if (compare_bytes(piece->bytes, piece->len, bytes, len) == 0)
+			return (long)piece->id;
+	}
+	return -1;
+}
+
+/* Counts the tokens in the file and checks every record fits. */
+static uc_status count_tokens(const uint8_t *data, size_t len, const char *name, uint32_t *count,
+			      uc_error *err)
+{
+	if (len < 4)
+		return ucp_fail(err, UC_ERR_FORMAT, "%s: %zu bytes, too short for a llama2.c tokenizer",
+				name, len);
+	int32_t max_length = (int32_t)ucp_load_le32(data);
+	if (max_length <= 0)
+		return ucp_fail(err, UC_ERR_FORMAT, "%s: max_token_length %d must be positive", name,
+				max_length);
+	size_t offset = 4;
+	uint32_t n = 0;
+	while (offset < len) {
+		if (len - offset < 8)
+			return ucp_fail(err, UC_ERR_FORMAT,
+					"%s: token %u: record cut short at offset %zu", name, n, offset);
+		int32_t piece_len = (int32_t)ucp_load_le32(data + offset + 4);
+		if (piece_len <= 0 || piece_len > max_length || (size_t)piece_len > len - offset - 8)
+			return ucp_fail(err, UC_ERR_FORMAT,
+					"%s: token %u: length %d at offset %zu is not in 1..%d or runs past "
+					"the end of the file", name, n, piece_len, offset + 4, max_length);
+		offset += 8 + (size_t)piece_len;
+		if (++n > TOKENIZER_MAX_VOCAB)
+			return ucp_fail(err, UC_ERR_FORMAT, "%s: more than %u tokens", name,
+					TOKENIZER_MAX_VOCAB);
+	}
+	if (n < BYTE_FALLBACK_OFFSET + 256)
+		return ucp_fail(err, UC_ERR_FORMAT,
+				"%s: %u tokens; a llama2.c vocabulary has at least %u (special and byte "
+				"tokens)", name, n, BYTE_FALLBACK_OFFSET + 256);
+	*count = n;
+	return UC_OK;
+}
+
+static uc_status fill_tokens(eval_tokenizer *tokenizer, const uint8_t *data, uc_error *err)
+{
+	size_t offset = 4;
+	for (uint32_t id = 0; id < tokenizer->vocab_size; id++) {
+		uint32_t bits = ucp_load_le32(data + offset);
+		size_t len = ucp_load_le32(data + offset + 4);
+		memcpy(&tokenizer->scores[id], &bits, sizeof bits);
+		tokenizer->pieces[id] = ucp_malloc(len + 1);
+		if (!tokenizer->pieces[id])
+			return ucp_fail(err, UC_ERR_NOMEM, "out of memory for token %u", id);
+		memcpy(tokenizer->pieces[id], data + offset + 8, len);
+		tokenizer->pieces[id][len] = '\0';
+		tokenizer->lengths[id] = len;
+		tokenizer->sorted[id].bytes = tokenizer->pieces[id];
+		tokenizer->sorted[id].len = len;
+		tokenizer->sorted[id].id = id;
+		offset += 8 + len;
+	}
+	qsort(tokenizer->sorted, tokenizer->vocab_size, sizeof *tokenizer->sorted, compare_pieces);
+	return UC_OK;
+}
+
+uc_status eval_tokenizer_parse(const uint8_t *data, size_t len, const char *name,
+			       eval_tokenizer **out, uc_error *err)
+{
+	eval_tokenizer *tokenizer = NULL;
+	uint32_t count = 0;
+	uc_status rc = count_tokens(data, len, name, &count, err);
+	if (rc != UC_OK)
+		goto out;
+	tokenizer = ucp_calloc(1, sizeof *tokenizer);
+	if (tokenizer) {
+		tokenizer->vocab_size = count;
+		tokenizer->pieces = ucp_calloc(count, sizeof *tokenizer->pieces);
+		tokenizer->lengths = ucp_calloc(count, sizeof *tokenizer->lengths);
+		tokenizer->scores = ucp_calloc(count, sizeof *tokenizer->scores);
+		tokenizer->sorted = ucp_calloc(count, sizeof *tokenizer->sorted);
+	}
+	if (!tokenizer || !tokenizer->pieces || !tokenizer->lengths || !tokenizer->scores ||
+	    !tokenizer->sorted) {
+		rc = ucp_fail(err, UC_ERR_NOMEM, "%s: out of memory for %u tokens", name, count);
+		goto out;
+	}
+	rc = fill_tokens(tokenizer, data, err);
+
+out:
+	if (rc != UC_OK) {
+		eval_tokenizer_free(tokenizer);
+		tokenizer = NULL;
+	}
+	*out = tokenizer;
+	return rc;
+}
+
+uc_status eval_tokenizer_load(const char *path, eval_tokenizer **out, uc_error *err)
+{
+	*out = NULL;
+	char *data;
+	size_t len;
+	uc_status rc = eval_read_file(path, "tokenizer", &data, &len, err);
+	if (rc != UC_OK)
+		return rc;
+	rc = eval_tokenizer_parse((const uint8_t *)data, len, path, out, err);
+	ucp_free(data);
+	return rc;
+}
+
+void eval_tokenizer_free(eval_tokenizer *tokenizer)
+{
+	if (!tokenizer)
+		return;
+	if (tokenizer->pieces)
+		for (uint32_t i = 0; i < tokenizer->vocab_size; i++)
+			ucp_free(tokenizer->pieces[i]);
+	ucp_free(tokenizer->pieces);
+	ucp_free(tokenizer->lengths);
+	ucp_free(tokenizer->scores);
+	ucp_free(tokenizer->sorted);
+	ucp_free(tokenizer);
+}
+
+uint32_t eval_tokenizer_vocab_size(const eval_tokenizer *tokenizer)
+{
+	return tokenizer->vocab_size;
+}
+
+const char *eval_tokenizer_piece(const eval_tokenizer *tokenizer, uint32_t id, size_t *len)
+{
+	if (id >= tokenizer->vocab_size) {
+		*len = 0;
+		return NULL;
+	}
+	*len = tokenizer->lengths[id];
+	return tokenizer->pieces[id];
+}
+
+/* Returns the byte count of the UTF-8 character starting at text[0]: the lead byte plus
+ * up to three continuation bytes (10xxxxxx), as llama2.c groups them. */
+static size_t utf8_char_length(const char *text, size_t len)
+{
+	size_t n = 1;
+	while (n < len && n < 4 && ((unsigned char)text[n] & 0xC0) == 0x80)
+		n++;
+	return n;
+}
+
+/* Appends the initial tokens of `text` (characters or byte fallbacks) to `tokens`. */
+static size_t split_characters(const eval_tokenizer *tokenizer, const char *text, size_t len,
+			       uint32_t *tokens, size_t n)
+{
+	size_t offset = 0;
+	while (offset < len) {
+		size_t char_len = utf8_char_length(text + offset, len - offset);
+		long id = lookup(tokenizer, text + offset, char_len);
+		if (id >= 0) {
+			tokens[n++] = (uint32_t)id;
+		} else {
+			for (size_t i = 0; i < char_len; i++)
+				tokens[n++] = (unsigned char)text[offset + i] + BYTE_FALLBACK_OFFSET;
+		}
+		offset += char_len;
+	}
+	return n;
+}
+
+/* Finds the adjacent pair whose concatenation is a token with the highest score (the
+ * first on ties). Returns 0 when no pair merges. */
+static int best_merge(const eval_tokenizer *tokenizer, const uint32_t *tokens, size_t n,
+		      char *scratch, size_t *best_index, uint32_t *best_id)
+{
+	int found = 0;
+	float best_score = 0.0f;
+	for (size_t i = 0; i + 1 < n; i++) {
+		size_t a_len = tokenizer->lengths[tokens[i]], b_len = tokenizer->lengths[tokens[i + 1]];
+		memcpy(scratch, tokenizer->pieces[tokens[i]], a_len);
+		memcpy(scratch + a_len, tokenizer->pieces[tokens[i + 1]], b_len);
+		long id = lookup(tokenizer, scratch, a_len + b_len);
+		if (id >= 0 && (!found || tokenizer->scores[id] > best_score)) {
+			found = 1;
+			best_score = tokenizer->scores[id];
+			*best_index = i;
+			*best_id = (uint32_t)id;
+		}
+	}
+	return found;
+}
+
+uc_status eval_tokenizer_encode(const eval_tokenizer *tokenizer, const char *text, size_t len,
+				int bos, uint32_t **tokens_out, size_t *count, uc_error *err)
+{
+	*tokens_out = NULL;
+	*count = 0;
+	size_t max_piece = 0;
+	for (uint32_t i = 0; i < tokenizer->vocab_size; i++)
+		if (tokenizer->lengths[i] > max_piece)
+			max_piece = tokenizer->lengths[i];
+
+	size_t capacity;
+	if (ucp_mul_size(len + 3, sizeof(uint32_t), &capacity) != 0)
+		return ucp_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
+	uint32_t *tokens = ucp_malloc(capacity);
+	char *scratch = ucp_malloc(2 * max_piece + 1);
+	if (!tokens || !scratch) {
+		ucp_free(tokens);
+		ucp_free(scratch);
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+	}
+
+	size_t n = 0;
+	if (bos)
+		tokens[n++] = EVAL_BOS_TOKEN;
+	size_t first = n;
+	long space = lookup(tokenizer, " ", 1);
+	if (len > 0 && space >= 0)
+		tokens[n++] = (uint32_t)space;
+	n = split_characters(tokenizer, text, len, tokens, n);
+
+	size_t index = 0;
+	uint32_t merged = 0;
+	while (best_merge(tokenizer, tokens + first, n - first, scratch, &index, &merged)) {
+		tokens[first + index] = merged;
+		memmove(tokens + first + index + 1, tokens + first + index + 2,
+			(n - first - index - 2) * sizeof(uint32_t));
+		n--;
+	}
+	ucp_free(scratch);
+	*tokens_out = tokens;
+	*count = n;
+	return UC_OK;
+}
+
+uc_status eval_bytes_encode(const char *text, size_t len, uint32_t **tokens_out, size_t *count,
+			    uc_error *err)
+{
+	*tokens_out = NULL;
+	*count = 0;
+	size_t bytes;
+	if (ucp_mul_size(len ? len : 1, sizeof(uint32_t), &bytes) != 0)
+		return ucp_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
+	uint32_t *tokens = ucp_malloc(bytes);
+	if (!tokens)
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+	for (size_t i = 0; i < len; i++)
+		tokens[i] = (unsigned char)text[i];
+	*tokens_out = tokens;
+	*count = len;
+	return UC_OK;
+}
