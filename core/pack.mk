@@ -1,1 +1,12 @@
-# filled in by its part
+# Packs: manifest, writer, reader, verification and its report.
+core_libuc_core_la_SOURCES += \
+	core/uc_pack.h core/pack_internal.h \
+	core/manifest.c core/manifest_parse.c core/manifest_write.c
+
+include_HEADERS += core/uc_pack.h
+
+check_PROGRAMS += tests/unit/test_manifest
+tests_unit_test_manifest_SOURCES = tests/unit/test_manifest.c
+tests_unit_test_manifest_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_manifest_LDADD = $(UNIT_LDADD)
+TESTS += tests/unit/test_manifest

@@ -92,11 +92,51 @@ UC_API size_t uc_manifest_shard_count(const uc_manifest *manifest);
 UC_API const uc_manifest_shard *uc_manifest_shard_at(const uc_manifest *manifest, size_t index);
 UC_API size_t uc_manifest_tensor_count(const uc_manifest *manifest);
 UC_API const uc_manifest_tensor *uc_manifest_tensor_at(const uc_manifest *manifest, size_t index);
-/* Model fields ("name", "family", "source_model", "license"); NULL when absent. Borrowed. */
+/* Model fields ("name", "family", "source_model", "license", "config") and the top-level
+ * "created_by"; NULL when absent or null. Borrowed. */
 UC_API const char *uc_manifest_model_field(const uc_manifest *manifest, const char *field);
 UC_API uint64_t uc_manifest_parameters(const uc_manifest *manifest);
+UC_API uint64_t uc_manifest_tensor_bytes(const uc_manifest *manifest);
+UC_API uint64_t uc_manifest_shard_bytes(const uc_manifest *manifest);
 UC_API double uc_manifest_bits_per_weight(const uc_manifest *manifest);
-UC_API double uc_manifest_sqnr_db(const uc_manifest *manifest); /* parameter-weighted */
+/* Parameter-weighted SQNR in dB; NAN when every tensor is reconstructed exactly. */
+UC_API double uc_manifest_sqnr_db(const uc_manifest *manifest);
+/* Returns the index of the tensor named `name`, or -1 when there is none. */
+UC_API long uc_manifest_find_tensor(const uc_manifest *manifest, const char *name);
+/* Serialises the manifest in canonical form (sorted keys, compact, reals at 6 significant
+ * digits, one trailing newline): parsing a pack's manifest.json and serialising it again
+ * gives the same bytes. Returns a new string (free with uc_free) and its length in *len
+ * (may be NULL), or NULL when out of memory. */
+UC_API char *uc_manifest_to_json(const uc_manifest *manifest, size_t *len);
+
+/* Reading a pack: the validated manifest plus its memory-mapped shards. */
+typedef struct uc_pack uc_pack;
+
+/* Opens the pack directory `dir`: reads and validates manifest.json, checks that every
+ * shard file exists with its declared size and maps it read-only. Shard contents are not
+ * hashed here (uc_verify_pack does that). On success the caller owns *out and frees it
+ * with uc_pack_close. UC_ERR_IO for an unreadable manifest, UC_ERR_FORMAT or
+ * UC_ERR_UNSUPPORTED for an invalid one, UC_ERR_STRUCTURE for a missing or wrongly sized
+ * shard. */
+UC_API uc_status uc_pack_open(const char *dir, uc_pack **out, uc_error *err);
+UC_API void uc_pack_close(uc_pack *pack);
+/* The pack's manifest, borrowed until uc_pack_close. */
+UC_API const uc_manifest *uc_pack_manifest(const uc_pack *pack);
+/* SHA-256 of the manifest.json bytes as read. */
+UC_API void uc_pack_manifest_sha256(const uc_pack *pack, uint8_t digest[UC_SHA256_BYTES]);
+
+/* Receives reconstructed bytes in tensor order. `data` is borrowed for the call only.
+ * A status other than UC_OK stops the reconstruction and is returned by it. */
+typedef uc_status (*uc_chunk_fn)(void *ctx, const void *data, size_t len, uc_error *err);
+
+/* Rebuilds tensor `tensor_index` in the manifest's target dtype (little-endian elements)
+ * and hands it to `chunk` in pieces of at most UC_RECONSTRUCT_CHUNK_BYTES, in order. Raw
+ * tensors are their stored bytes. The whole tensor is never held in memory. A uc5 block
+ * with a non-finite scale is UC_ERR_FORMAT naming the tensor and block. Thread-safe: several
+ * threads may reconstruct from one open pack. */
+#define UC_RECONSTRUCT_CHUNK_BYTES ((size_t)64 << 10)
+UC_API uc_status uc_pack_reconstruct(const uc_pack *pack, size_t tensor_index, uc_chunk_fn chunk,
+				     void *ctx, uc_error *err);
 
 /* Verification: the same steps for `uc verify` and the registry's workers.
  * 1 structure, 2 shard integrity, 3 reconstruction; see docs/pack-format.md. */

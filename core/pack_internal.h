@@ -1,0 +1,123 @@
+/* Private to the pack modules (manifest, writer, reader, verifier): the in-memory form of a
+ * manifest, shard mapping, fused reconstruction and hashing, and the parallel loop. Nothing
+ * here is exported. */
+#ifndef UC_PACK_INTERNAL_H
+#define UC_PACK_INTERNAL_H
+
+#include "internal.h"
+#include "uc.h"
+
+#define UCP_MANIFEST_FILE "manifest.json"
+#define UCP_FORMAT_NAME "uc-pack"
+#define UCP_CREATED_BY "uc " UC_VERSION_STRING
+
+/* Limits on untrusted manifests. They bound memory and report sizes, not model sizes. */
+#define UCP_MANIFEST_MAX_BYTES ((size_t)256 << 20)
+#define UCP_TENSOR_NAME_MAX_BYTES 1024
+#define UCP_TEXT_FIELD_MAX_BYTES 4096
+#define UCP_CONFIG_MAX_BYTES ((size_t)1 << 20)
+
+/* Every tensor starts at a multiple of this many bytes inside its shard. */
+#define UCP_TENSOR_ALIGNMENT 64
+
+/* Reals in a canonical manifest carry this many significant digits. */
+#define UCP_REAL_DIGITS 6
+
+/* Shard file names are the 64 hex digits of their SHA-256 plus a NUL. */
+typedef char ucp_shard_file_name[UC_SHA256_HEX_CHARS + 1];
+
+struct uc_manifest {
+	/* model object; source_model, license and config are NULL when the manifest has null */
+	char *name;
+	char *family;
+	char *source_model;
+	char *license;
+	char *config;
+	char *created_by;
+
+	/* totals object; sqnr_db is NAN for null */
+	uint64_t parameters;
+	uint64_t tensor_bytes;
+	uint64_t shard_bytes;
+	double bits_per_weight;
+	double sqnr_db;
+
+	size_t n_shards;
+	uc_manifest_shard *shards;        /* shards[i].file points into shard_files[i] */
+	ucp_shard_file_name *shard_files;
+
+	size_t n_tensors;
+	uc_manifest_tensor *tensors;      /* names owned, freed by uc_manifest_free */
+};
+
+/* Allocates an empty manifest with room for the given counts (zeroed entries). NULL when
+ * out of memory. Freed with uc_manifest_free. */
+uc_manifest *ucp_manifest_alloc(size_t n_shards, size_t n_tensors);
+
+/* Bytes a tensor occupies in its shard for its element count, dtype and encoding. -1 when
+ * the count overflows. */
+int ucp_encoded_length(uint64_t n_elements, uc_dtype dtype, uc_encoding encoding, uint64_t *out);
+
+/* Size in bytes of one element of a target dtype (dtypes the manifest can name). */
+size_t ucp_dtype_bytes(uc_dtype dtype);
+const char *ucp_dtype_text(uc_dtype dtype);
+const char *ucp_encoding_text(uc_encoding encoding);
+
+/* Checks cross-field rules of a filled manifest: spans inside shards, no overlaps, unique
+ * names, totals consistent with the tensors. Used by the parser and, as a self-check, by
+ * the writer. */
+uc_status ucp_manifest_check(const uc_manifest *manifest, uc_error *err);
+
+/* A shard file mapped read-only. `data` is NULL for an empty file. */
+typedef struct {
+	const uint8_t *data;
+	uint64_t size;
+} ucp_shard_map;
+
+/* Opens `dir`/`shard->file`, checks its size against the manifest (UC_ERR_STRUCTURE naming
+ * the file and both sizes; a missing file is UC_ERR_STRUCTURE too) and maps it. */
+uc_status ucp_shard_map_open(const char *dir, const uc_manifest_shard *shard, ucp_shard_map *map,
+			     uc_error *err);
+void ucp_shard_map_close(ucp_shard_map *map);
+
+/* Receives reconstructed bytes in order; see uc_chunk_fn. */
+typedef uc_status (*ucp_sink_fn)(void *ctx, const uint8_t *data, size_t len, uc_error *err);
+
+/* Rebuilds `tensor` from its encoded bytes `span` (tensor->length bytes) in pieces of at
+ * most UC_RECONSTRUCT_CHUNK_BYTES, handing each to `sink`. `scratch` has room for
+ * UC_RECONSTRUCT_CHUNK_BYTES bytes and is only used for uc5 tensors. */
+uc_status ucp_tensor_reconstruct(const uc_manifest_tensor *tensor, const uint8_t *span,
+				 uint8_t *scratch, ucp_sink_fn sink, void *ctx, uc_error *err);
+
+/* Reconstructs `tensor` and returns the SHA-256 of the reconstructed bytes. */
+uc_status ucp_tensor_digest(const uc_manifest_tensor *tensor, const uint8_t *span,
+			    uint8_t digest[UC_SHA256_BYTES], uc_error *err);
+
+/* Number of threads to use for a request of `requested` (0 means the online CPUs),
+ * never more than `items` and never less than 1. */
+unsigned ucp_thread_count(unsigned requested, size_t items);
+
+/* Calls task(ctx, index, worker) once for every index in [0, count) on `threads` threads
+ * (the caller's included); `worker` is in [0, threads). Indices are handed out in increasing
+ * order. Tasks report their own failures through ctx. If a thread cannot be started, the
+ * remaining threads do its share. */
+typedef void (*ucp_task_fn)(void *ctx, size_t index, unsigned worker);
+void ucp_parallel_run(size_t count, unsigned threads, ucp_task_fn task, void *ctx);
+
+/* Serialised progress reporting shared by the workers of one run. */
+typedef struct {
+	uc_progress_fn fn;
+	void *ctx;
+	uint64_t done;
+	uint64_t total;
+	void *lock; /* pthread_mutex_t, private to threadpool.c */
+} ucp_progress;
+
+int ucp_progress_init(ucp_progress *progress, uc_progress_fn fn, void *ctx, uint64_t total);
+void ucp_progress_add(ucp_progress *progress, uint64_t units);
+void ucp_progress_destroy(ucp_progress *progress);
+
+/* Returns monotonic time in seconds. */
+double ucp_now_seconds(void);
+
+#endif
