@@ -1,1 +1,23 @@
-# filled in by its part
+# The uc5 codec, dtype conversions and the instruction-set dispatcher. Each SIMD kernel
+# is its own convenience library because it needs its own -m flags; the dispatcher only
+# runs a kernel after probing the CPU, so those flags never reach the portable code.
+core_libuc_core_la_SOURCES += \
+	core/uc_codec.h core/codec_internal.h \
+	core/dtype.c core/isa.c core/uc5_encode.c core/uc5_decode.c
+include_HEADERS += core/uc_codec.h
+
+if UC_X86_64
+noinst_LTLIBRARIES += core/libuc_avx2.la core/libuc_avx512.la
+core_libuc_avx2_la_SOURCES = core/uc5_avx2.c
+core_libuc_avx2_la_CFLAGS = $(AM_CFLAGS) -mavx2 -mf16c
+core_libuc_avx512_la_SOURCES = core/uc5_avx512.c
+core_libuc_avx512_la_CFLAGS = $(AM_CFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx2 -mf16c
+core_libuc_core_la_LIBADD += core/libuc_avx2.la core/libuc_avx512.la
+endif
+
+if UC_AARCH64
+noinst_LTLIBRARIES += core/libuc_neon.la
+core_libuc_neon_la_SOURCES = core/uc5_neon.c
+core_libuc_neon_la_CFLAGS = $(AM_CFLAGS)
+core_libuc_core_la_LIBADD += core/libuc_neon.la
+endif

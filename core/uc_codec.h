@@ -59,7 +59,8 @@ UC_API const char *uc_isa_name(uc_isa isa);
 UC_API int uc_isa_available(uc_isa isa);
 /* Chooses the path once per process: the UC_ISA environment variable when set (an unknown or
  * unavailable name is UC_ERR_ISA, never a silent fallback), else the best available path.
- * Later calls return the first call's result. Thread-safe. */
+ * Later calls return the first call's result until uc_isa_force chooses a path, which
+ * also clears a UC_ISA failure. Thread-safe. */
 UC_API uc_status uc_isa_init(uc_error *err);
 /* Returns the path in use; calls uc_isa_init first if needed and returns UC_ISA_SCALAR if
  * that failed. */
