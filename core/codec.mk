@@ -21,3 +21,9 @@ core_libuc_neon_la_SOURCES = core/uc5_neon.c
 core_libuc_neon_la_CFLAGS = $(AM_CFLAGS)
 core_libuc_core_la_LIBADD += core/libuc_neon.la
 endif
+
+check_PROGRAMS += tests/unit/test_codec
+tests_unit_test_codec_SOURCES = tests/unit/test_codec.c
+tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_codec_LDADD = $(UNIT_LDADD)
+TESTS += tests/unit/test_codec
