@@ -1,0 +1,42 @@
+# ucregd, the registry daemon, and its integration tests.
+sbin_PROGRAMS += server/ucregd
+
+# Numbered migrations, applied in this order.
+SERVER_SCHEMA = \
+	$(top_srcdir)/schema/001_catalog.sql
+
+server_ucregd_SOURCES = \
+	server/main.c server/server.h \
+	server/settings.c server/settings.h \
+	server/log.c server/log.h \
+	server/db.c server/db.h \
+	server/http.c server/http.h \
+	server/routes.c server/routes.h \
+	server/auth.c server/auth.h \
+	server/blobs.c server/blobs.h \
+	server/system.c \
+	server/workers.c server/workers.h
+nodist_server_ucregd_SOURCES = server/schema_sql.c
+server_ucregd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
+server_ucregd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS)
+server_ucregd_LDADD = core/libuc_core.la $(MHD_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS) \
+	$(OPENSSL_LIBS) -lm -lpthread
+
+# The migrations are compiled into the binary, so a daemon never runs against a schema
+# directory from another version.
+server/schema_sql.c: $(SERVER_SCHEMA) $(top_srcdir)/server/embed-schema.sh
+	@$(MKDIR_P) server
+	$(AM_V_GEN)$(SHELL) $(top_srcdir)/server/embed-schema.sh $@ $(SERVER_SCHEMA)
+CLEANFILES += server/schema_sql.c
+EXTRA_DIST += server/embed-schema.sh
+
+# Integration tests: Python scripts (standard library only) that start a real ucregd.
+TEST_EXTENSIONS = .py
+PY_LOG_COMPILER = $(PYTHON3)
+AM_PY_LOG_FLAGS =
+SERVER_TESTS = \
+	tests/server/test_daemon.py \
+	tests/server/test_blobs.py
+TESTS += $(SERVER_TESTS)
+EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
+PYTHON3 = python3

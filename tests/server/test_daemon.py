@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""ucregd basics: settings, health, errors, shutdown, tokens and the libmicrohttpd check."""
+
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import regtest  # noqa: E402
+from regtest import Daemon, DaemonTest  # noqa: E402
+
+
+class CommandLineTest(DaemonTest):
+    def test_help_lists_options_and_variables(self):
+        result = subprocess.run([regtest.UCREGD, "--help"], capture_output=True, text=True)
+        self.assertEqual(result.returncode, 0)
+        for word in ("--listen", "--data-dir", "--workers", "--max-blob-size", "--static-dir",
+                     "UCREG_LISTEN", "UCREG_DATA_DIR", "token create"):
+            self.assertIn(word, result.stdout)
+
+    def test_bad_workers_value_named(self):
+        result = subprocess.run([regtest.UCREGD, "--workers", "many"], capture_output=True,
+                                text=True)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("'many'", result.stderr)
+        self.assertIn("--workers", result.stderr)
+
+    def test_bad_environment_value_named(self):
+        env = dict(os.environ, UCREG_MAX_BLOB_SIZE="12Q")
+        result = subprocess.run([regtest.UCREGD, "token", "list"], capture_output=True, text=True,
+                                env=env)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("UCREG_MAX_BLOB_SIZE", result.stderr)
+
+    def test_listen_from_environment(self):
+        daemon = Daemon()
+        self.addCleanup(daemon.close)
+        daemon.start(listen_by_env=True)
+        self.assertEqual(daemon.request("GET", "/healthz").status, 200)
+
+
+class HealthAndErrorsTest(DaemonTest):
+    def test_healthz_carries_serial(self):
+        response = self.daemon.request("GET", "/healthz")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.json()["status"], "ok")
+        self.assertEqual(response.header("x-registry-serial"), "0")
+
+    def test_unknown_path_is_problem(self):
+        response = self.daemon.request("GET", "/api/nothing")
+        self.assertProblem(response, 404, "not_found")
+        self.assertIsNotNone(response.header("x-registry-serial"))
+
+    def test_wrong_method_lists_allowed(self):
+        response = self.daemon.request("DELETE", "/healthz")
+        self.assertProblem(response, 405, "method_not_allowed")
+        self.assertIn("GET", response.header("allow"))
+
+    def test_metrics_prometheus_text(self):
+        self.daemon.request("GET", "/healthz")
+        response = self.daemon.request("GET", "/metrics")
+        self.assertEqual(response.status, 200)
+        text = response.body.decode()
+        self.assertIn('ucreg_http_requests_total{code="2xx"}', text)
+        self.assertIn('ucreg_jobs{state="queued"} 0', text)
+        self.assertIn("ucreg_verify_seconds_count", text)
+
+    def test_catalog_uses_wal_and_migrations(self):
+        db = self.daemon.catalog()
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+        self.assertGreaterEqual(db.execute("PRAGMA user_version").fetchone()[0], 1)
+
+    def test_sigterm_stops_cleanly(self):
+        self.assertEqual(self.daemon.stop(signal.SIGTERM), 0)
+        self.assertIn("received SIGTERM", self.daemon.log())
+        self.assertIn("stopped", self.daemon.log())
+
+    def test_sigint_stops_cleanly(self):
+        self.assertEqual(self.daemon.stop(signal.SIGINT), 0)
+        self.assertIn("received SIGINT", self.daemon.log())
+
+
+class MultipartTest(DaemonTest):
+    def send_raw(self, raw):
+        sock = self.daemon.connect()
+        try:
+            sock.sendall(raw)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        finally:
+            sock.close()
+
+    def test_nul_boundary_rejected_then_next_request_works(self):
+        body = b"--a\x00b\r\ncontent-disposition: form-data; name=x\r\n\r\n1\r\n--a\x00b--\r\n"
+        raw = (b"PUT /api/blobs/sha256/" + b"0" * 64 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+               b"Content-Type: multipart/form-data; boundary=a\x00b\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        reply = self.send_raw(raw)
+        self.assertTrue(reply.startswith(b"HTTP/1.1 400"), reply[:200])
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+        self.assertEqual(self.daemon.tmp_files(), [])
+
+    def test_valid_multipart_unsupported(self):
+        response = self.daemon.request(
+            "PUT", "/api/blobs/sha256/" + "0" * 64, body=b"--xyz--\r\n", token=self.token,
+            headers={"Content-Type": "multipart/form-data; boundary=xyz"})
+        self.assertProblem(response, 415, "unsupported_media_type")
+
+    def test_binary_imports_no_post_processor(self):
+        # MHD's PostProcessor carries CVE-2023-27371 before 0.9.76 (Debian 12 backports the
+        # fix in 0.9.75-6). ucregd never calls it, so no libmicrohttpd build can expose it.
+        with open(regtest.UCREGD, "rb") as f:
+            binary = f.read()
+        self.assertIn(b"MHD_start_daemon", binary)
+        self.assertNotIn(b"MHD_create_post_processor", binary)
+        self.assertNotIn(b"MHD_post_process", binary)
+
+
+class TokenTest(DaemonTest):
+    def test_create_prints_token_last(self):
+        result = self.daemon.run("token", "create", "--name", "carol", "--scope", "admin")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        token = result.stdout.strip().splitlines()[-1]
+        self.assertRegex(token, r"^ucr_[0-9a-f]{64}$")
+
+    def test_list_shows_names_not_secrets(self):
+        result = self.daemon.run("token", "list")
+        self.assertEqual(result.returncode, 0)
+        self.assertIn("alice", result.stdout)
+        self.assertIn("admin", result.stdout)
+        self.assertNotIn(self.token, result.stdout)
+
+    def test_secret_stored_only_hashed(self):
+        self.daemon.put_blob(b"x", self.token)
+        with open(os.path.join(self.daemon.data_dir, "catalog.sqlite3"), "rb") as f:
+            self.assertNotIn(self.token.encode(), f.read())
+        self.assertNotIn(self.token, self.daemon.log())
+
+    def test_revoked_token_rejected(self):
+        result = self.daemon.run("token", "revoke", "1")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertProblem(self.daemon.put_blob(b"abc", self.token), 401, "token_invalid")
+
+    def test_revoke_unknown_id_fails(self):
+        result = self.daemon.run("token", "revoke", "99")
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("99", result.stderr)
+
+    def test_create_rejects_bad_scope(self):
+        result = self.daemon.run("token", "create", "--name", "x", "--scope", "root")
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("'root'", result.stderr)
+
+
+if __name__ == "__main__":
+    regtest.main()
