@@ -27,3 +27,7 @@ tests_unit_test_codec_SOURCES = tests/unit/test_codec.c
 tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_codec_LDADD = $(UNIT_LDADD)
 TESTS += tests/unit/test_codec
+
+BENCHMARKS += tests/bench/bench_codec
+tests_bench_bench_codec_SOURCES = tests/bench/bench_codec.c
+tests_bench_bench_codec_LDADD = core/libuc_core.la $(OPENSSL_LIBS) $(JANSSON_LIBS) -lm -lpthread
