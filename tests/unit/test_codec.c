@@ -728,8 +728,8 @@ START_TEST(encode_gaussian_sqnr)
 	float *decoded;
 	round_trip(x, n, &blocks, &decoded);
 	double sqnr = sqnr_db(x, decoded, n);
-	/* SQNR_FLOOR_PLACEHOLDER */
-	ck_assert_msg(sqnr > 28.9, "Gaussian SQNR %.3f dB", sqnr);
+	/* Measured 29.32 dB on this seed; ggml's Q5_K reaches about 28.85 dB on Gaussian data. */
+	ck_assert_msg(sqnr > 29.25, "Gaussian SQNR %.3f dB", sqnr);
 	fprintf(stderr, "encode_gaussian_sqnr: %.3f dB\n", sqnr);
 	free(x);
 	free(blocks);
@@ -754,6 +754,56 @@ START_TEST(paths_match_on_encoded_gaussian)
 }
 END_TEST
 
+/* Encodes every 2-D tensor of a real model, compares every path with the scalar reference
+ * on the encoded blocks, and returns the parameter-weighted SQNR in dB. */
+static double check_real_model(const char *file)
+{
+	uc_source *src;
+	uc_error err;
+	ck_assert_msg(uc_source_open(tu_data_path(file), &src, &err) == UC_OK, "%s", err.message);
+
+	double signal = 0, noise = 0;
+	size_t matrices = 0;
+	for (size_t t = 0; t < uc_source_tensor_count(src); t++) {
+		const uc_tensor_view *tensor = uc_source_tensor(src, t);
+		if (tensor->ndim != 2)
+			continue;
+		uint64_t n = tensor->n_elements;
+		float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+		uint8_t *blocks = malloc(uc5_encoded_size(n));
+		ck_assert_ptr_nonnull(x);
+		ck_assert_ptr_nonnull(y);
+		ck_assert_ptr_nonnull(blocks);
+		uc_tensor_to_f32(tensor, 0, n, x);
+		ck_assert_msg(uc5_encode(x, n, blocks, tensor->name, &err) == UC_OK, "%s", err.message);
+		compare_kernels(blocks, (size_t)(n / UC5_BLOCK_WEIGHTS), tensor->name);
+
+		ck_assert_int_eq(uc5_decode(blocks, n, 0, n, UC_DTYPE_F32, y, &err), UC_OK);
+		for (uint64_t i = 0; i < n; i++) {
+			signal += (double)x[i] * x[i];
+			noise += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+		}
+		matrices++;
+		free(x);
+		free(y);
+		free(blocks);
+	}
+	uc_source_close(src);
+	ck_assert_uint_gt(matrices, 0);
+	double sqnr = 10.0 * log10(signal / noise);
+	fprintf(stderr, "%s: %zu matrices, %.3f dB\n", file, matrices, sqnr);
+	return sqnr;
+}
+
+/* Floors sit just under the measured 29.28 dB (stories260K) and 30.24 dB (tiny-rwkv-5v2);
+ * ggml's Q5_K reaches 28.744 and 29.721 dB on the same tensors. */
+START_TEST(real_models_every_path)
+{
+	ck_assert_double_gt(check_real_model("stories260K.safetensors"), 29.2);
+	ck_assert_double_gt(check_real_model("tiny-rwkv-5v2-730K.safetensors"), 30.15);
+}
+END_TEST
+
 int main(int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "--report-isa-choice") == 0)
@@ -774,6 +824,7 @@ int main(int argc, char **argv)
 	suite_add_tcase(s, conversions);
 
 	TCase *decode = tcase_create("decode");
+	tcase_set_timeout(decode, 60);
 	tcase_add_test(decode, paths_match_on_random_bytes);
 	tcase_add_test(decode, paths_match_on_extreme_scales);
 	tcase_add_test(decode, paths_match_on_zero_blocks);
@@ -781,6 +832,7 @@ int main(int argc, char **argv)
 	tcase_add_test(decode, decode_windows_every_path);
 	tcase_add_test(decode, decode_rejects_bad_window);
 	tcase_add_test(decode, decode_rejects_nonfinite_scales);
+	tcase_add_test(decode, real_models_every_path);
 	suite_add_tcase(s, decode);
 
 	TCase *isa = tcase_create("isa");
