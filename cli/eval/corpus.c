@@ -1,11 +1,13 @@
 /* Splits an evaluation corpus into documents on the "<|endoftext|>" separator. */
+#include "config.h"
+
 #include "eval.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
 
 #define DOCUMENT_SEPARATOR "<|endoftext|>"
 
@@ -38,11 +40,11 @@ static uc_status append_document(eval_corpus *corpus, size_t *capacity, const ch
 
 	if (corpus->count == *capacity) {
 		size_t grown = *capacity ? 2 * *capacity : 16, bytes;
-		if (ucp_mul_size(grown, sizeof *corpus->documents, &bytes) != 0)
-			return ucp_fail(err, UC_ERR_NOMEM, "too many documents (%zu)", corpus->count);
-		eval_document *documents = ucp_realloc(corpus->documents, bytes);
+		if (eval_mul_size(grown, sizeof *corpus->documents, &bytes) != 0)
+			return eval_fail(err, UC_ERR_NOMEM, "too many documents (%zu)", corpus->count);
+		eval_document *documents = realloc(corpus->documents, bytes);
 		if (!documents)
-			return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu documents", grown);
+			return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu documents", grown);
 		corpus->documents = documents;
 		*capacity = grown;
 	}
@@ -55,10 +57,10 @@ static uc_status append_document(eval_corpus *corpus, size_t *capacity, const ch
 uc_status eval_corpus_split(char *data, size_t len, eval_corpus **out, uc_error *err)
 {
 	uc_status rc = UC_OK;
-	eval_corpus *corpus = ucp_calloc(1, sizeof *corpus);
+	eval_corpus *corpus = calloc(1, sizeof *corpus);
 	if (!corpus) {
-		ucp_free(data);
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the corpus");
+		free(data);
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for the corpus");
 		goto out;
 	}
 	corpus->data = data;
@@ -88,16 +90,16 @@ uc_status eval_read_file(const char *path, const char *what, char **out, size_t 
 	*len = 0;
 	FILE *file = fopen(path, "rb");
 	if (!file)
-		return ucp_fail(err, UC_ERR_IO, "%s: cannot open the %s file", path, what);
+		return eval_fail(err, UC_ERR_IO, "%s: cannot open the %s file", path, what);
 	char *data = NULL;
 	size_t used = 0, capacity = 0;
 	uc_status rc = UC_OK;
 	for (;;) {
 		if (used == capacity) {
 			capacity = capacity ? 2 * capacity : 65536;
-			char *grown = ucp_realloc(data, capacity);
+			char *grown = realloc(data, capacity);
 			if (!grown) {
-				rc = ucp_fail(err, UC_ERR_NOMEM, "%s: out of memory reading the %s file",
+				rc = eval_fail(err, UC_ERR_NOMEM, "%s: out of memory reading the %s file",
 					      path, what);
 				goto out;
 			}
@@ -109,12 +111,12 @@ uc_status eval_read_file(const char *path, const char *what, char **out, size_t 
 			break;
 	}
 	if (ferror(file))
-		rc = ucp_fail(err, UC_ERR_IO, "%s: reading the %s file failed", path, what);
+		rc = eval_fail(err, UC_ERR_IO, "%s: reading the %s file failed", path, what);
 
 out:
 	fclose(file);
 	if (rc != UC_OK) {
-		ucp_free(data);
+		free(data);
 		return rc;
 	}
 	*out = data;
@@ -132,13 +134,13 @@ uc_status eval_corpus_load(const char *path, eval_corpus **out, uc_error *err)
 		return rc;
 	rc = eval_corpus_split(data, len, out, err);
 	if (rc != UC_OK) {
-		ucp_error_prefix(err, "%s", path);
+		eval_error_prefix(err, "%s", path);
 		return rc;
 	}
 	if ((*out)->count == 0) {
 		eval_corpus_free(*out);
 		*out = NULL;
-		return ucp_fail(err, UC_ERR_INVALID,
+		return eval_fail(err, UC_ERR_INVALID,
 				"%s: no documents: the file is empty or holds only white space and "
 				"<|endoftext|> separators", path);
 	}
@@ -149,7 +151,7 @@ void eval_corpus_free(eval_corpus *corpus)
 {
 	if (!corpus)
 		return;
-	ucp_free(corpus->data);
-	ucp_free(corpus->documents);
-	ucp_free(corpus);
+	free(corpus->data);
+	free(corpus->documents);
+	free(corpus);
 }

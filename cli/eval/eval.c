@@ -1,5 +1,7 @@
 /* The scoring protocol: which predictions are scored, in which runs, and how the negative
  * log-likelihoods add up to a perplexity independent of the thread count. */
+#include "config.h"
+
 #include "eval.h"
 
 #include <math.h>
@@ -10,9 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util.h"
 
-#define EVAL_MAX_THREADS 256
 
 size_t eval_plan_windows(size_t count, uint32_t window, uint32_t stride, eval_window *out,
 			 size_t capacity)
@@ -52,8 +53,8 @@ void eval_token_set_free(eval_token_set *set)
 	if (set->tokens)
 		for (size_t i = 0; i < set->count; i++)
 			free(set->tokens[i]);
-	ucp_free(set->tokens);
-	ucp_free(set->lengths);
+	free(set->tokens);
+	free(set->lengths);
 	memset(set, 0, sizeof *set);
 }
 
@@ -62,10 +63,10 @@ uc_status eval_token_set_encode(const eval_corpus *corpus, const eval_tokenizer 
 {
 	memset(out, 0, sizeof *out);
 	uc_status rc = UC_OK;
-	out->tokens = ucp_calloc(corpus->count, sizeof *out->tokens);
-	out->lengths = ucp_calloc(corpus->count, sizeof *out->lengths);
+	out->tokens = calloc(corpus->count ? corpus->count : 1, sizeof *out->tokens);
+	out->lengths = calloc(corpus->count ? corpus->count : 1, sizeof *out->lengths);
 	if (!out->tokens || !out->lengths) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu documents", corpus->count);
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu documents", corpus->count);
 		goto out;
 	}
 	out->count = corpus->count;
@@ -156,7 +157,7 @@ static uc_status check_tokens(const eval_model *model, const eval_token_set *set
 	for (size_t d = 0; d < set->count; d++)
 		for (size_t i = 0; i < set->lengths[d]; i++)
 			if (set->tokens[d][i] >= vocab)
-				return ucp_fail(err, UC_ERR_INVALID,
+				return eval_fail(err, UC_ERR_INVALID,
 						"document %zu, token %zu: id %u is outside the model's "
 						"vocabulary of %u", d + 1, i, set->tokens[d][i], vocab);
 	return UC_OK;
@@ -169,11 +170,11 @@ static uc_status check_options(const eval_model *model, const eval_options *opti
 	if (options->window == 0)
 		return UC_OK;
 	if (options->stride == 0 || options->stride > options->window)
-		return ucp_fail(err, UC_ERR_INVALID,
+		return eval_fail(err, UC_ERR_INVALID,
 				"stride %u must be between 1 and the window %u, or a token would be "
 				"skipped", options->stride, options->window);
 	if (max_seq != 0 && options->window > max_seq)
-		return ucp_fail(err, UC_ERR_INVALID,
+		return eval_fail(err, UC_ERR_INVALID,
 				"window %u is longer than the model's maximum sequence length %u",
 				options->window, max_seq);
 	return UC_OK;
@@ -193,21 +194,21 @@ static uc_status plan_items(const eval_model *model, const eval_token_set *set,
 		total += eval_plan_windows(len, options->window, options->stride, NULL, 0);
 	}
 
-	score_item *items = ucp_calloc(total, sizeof *items);
+	score_item *items = calloc(total ? total : 1, sizeof *items);
 	eval_window *windows = NULL;
 	if (!items)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu runs", total);
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu runs", total);
 	size_t used = 0;
 	for (size_t d = 0; d < set->count; d++) {
 		size_t len = set->lengths[d];
 		if (options->window == 0 && max_seq != 0 && len > max_seq)
 			len = max_seq;
 		size_t runs = eval_plan_windows(len, options->window, options->stride, NULL, 0);
-		ucp_free(windows);
-		windows = ucp_calloc(runs, sizeof *windows);
+		free(windows);
+		windows = calloc(runs ? runs : 1, sizeof *windows);
 		if (!windows) {
-			ucp_free(items);
-			return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu windows", runs);
+			free(items);
+			return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu windows", runs);
 		}
 		eval_plan_windows(len, options->window, options->stride, windows, runs);
 		for (size_t r = 0; r < runs; r++) {
@@ -216,21 +217,25 @@ static uc_status plan_items(const eval_model *model, const eval_token_set *set,
 			used++;
 		}
 	}
-	ucp_free(windows);
+	free(windows);
 	*out = items;
 	*count = total;
 	return UC_OK;
 }
 
-static unsigned choose_threads(unsigned requested, size_t items)
+unsigned eval_choose_threads(unsigned requested)
 {
 	unsigned threads = requested;
 	if (threads == 0) {
 		long online = sysconf(_SC_NPROCESSORS_ONLN);
 		threads = online > 0 ? (unsigned)online : 1;
 	}
-	if (threads > EVAL_MAX_THREADS)
-		threads = EVAL_MAX_THREADS;
+	return threads > EVAL_MAX_THREADS ? EVAL_MAX_THREADS : threads;
+}
+
+static unsigned choose_threads(unsigned requested, size_t items)
+{
+	unsigned threads = eval_choose_threads(requested);
 	if (threads > items)
 		threads = items ? (unsigned)items : 1;
 	return threads;
@@ -295,6 +300,6 @@ uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 		out->fed += items[i].window.end - items[i].window.start;
 	}
 	out->documents = set->count;
-	ucp_free(items);
+	free(items);
 	return rc;
 }

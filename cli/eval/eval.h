@@ -54,6 +54,19 @@ const char *eval_weights_config(const eval_weights *weights);
 /* Converts every tensor of `src` to float32 and copies its "config" metadata. */
 uc_status eval_weights_from_source(const uc_source *src, eval_weights **out, uc_error *err);
 
+/* What a pack's reconstruction was loaded from. */
+typedef struct {
+	uint8_t manifest_sha256[UC_SHA256_BYTES];
+	uc_dtype dtype; /* target dtype of the reconstruction */
+} eval_pack_info;
+
+/* Opens the pack at `pack_dir`, rebuilds every tensor and converts it to float32. The
+ * pack must hold exactly the tensors of `reference` (the source weights) with the same
+ * shapes; a pack of another model is UC_ERR_STRUCTURE naming the first tensor that
+ * differs. The configuration is copied from `reference`. */
+uc_status eval_weights_from_pack(const char *pack_dir, const eval_weights *reference,
+				 eval_weights **out, eval_pack_info *info, uc_error *err);
+
 /* ---- Models (model.c dispatches to llama.c and rwkv.c) ---- */
 
 typedef enum {
@@ -77,6 +90,8 @@ uc_status eval_model_new(eval_weights *weights, eval_model **out, uc_error *err)
 void eval_model_free(eval_model *model);
 eval_arch eval_model_arch(const eval_model *model);
 uint32_t eval_model_vocab_size(const eval_model *model);
+/* Returns the weights the model was built from. Borrowed. */
+const eval_weights *eval_model_weights(const eval_model *model);
 /* Returns the longest context the model was trained for, or 0 for a recurrent model,
  * which has no such limit. */
 uint32_t eval_model_max_seq_len(const eval_model *model);
@@ -194,6 +209,12 @@ typedef struct {
 	double seconds;       /* wall-clock time of the forward passes */
 } eval_score;
 
+#define EVAL_MAX_THREADS 256
+
+/* Returns the worker count for `requested` threads: the number of online CPUs for 0, and
+ * at most EVAL_MAX_THREADS. */
+unsigned eval_choose_threads(unsigned requested);
+
 /* Returns exp(nll_sum / scored), or NAN when nothing was scored. */
 double eval_score_ppl(const eval_score *score);
 
@@ -204,6 +225,38 @@ double eval_score_ppl(const eval_score *score);
  * vocabulary size are UC_ERR_INVALID. */
 uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 			    const eval_options *options, eval_score *out, uc_error *err);
+
+/* ---- The evaluation record (record.c) ---- */
+
+typedef struct {
+	const char *name;      /* file name as given (the record keeps its base name) */
+	uint8_t sha256[UC_SHA256_BYTES];
+} eval_file_id;
+
+/* Everything `uc eval` reports. Strings are borrowed. */
+typedef struct {
+	eval_arch arch;
+	eval_file_id source;
+	int has_pack;
+	eval_file_id pack_manifest; /* name: the pack directory; sha256: of manifest.json */
+	const char *pack_dtype;     /* the dtype the pack reconstructs to */
+	eval_file_id corpus;
+	int has_tokenizer;          /* 0: byte-level */
+	eval_file_id tokenizer;
+	uint32_t seq_len;           /* the longest run fed to the model; 0: whole documents */
+	uint32_t window, stride;    /* window 0: no sliding windows */
+	eval_score baseline;
+	eval_score compressed;      /* meaningful when has_pack */
+	unsigned threads;
+	int64_t measured_at;        /* seconds since the Unix epoch, UTC */
+} eval_record;
+
+/* Returns the record as the JSON document that docs/eval.md specifies (new string, free
+ * with free()), or NULL when out of memory. */
+char *eval_record_to_json(const eval_record *record);
+/* Returns the record as readable lines (new string, free with free()), or NULL when out
+ * of memory. */
+char *eval_record_to_text(const eval_record *record);
 
 /* ---- Command (eval_cmd.c) ---- */
 

@@ -1,12 +1,41 @@
 # The perplexity harness behind `uc eval`: a convenience library that the uc program and
-# the eval Check suites link.
+# the eval Check suites link. It calls only libuc's public API.
 noinst_LTLIBRARIES += cli/eval/libuceval.la
 cli_eval_libuceval_la_SOURCES = \
-	cli/eval/eval.h cli/eval/model.h \
-	cli/eval/weights.c cli/eval/kernels.c cli/eval/model.c \
-	cli/eval/llama.c cli/eval/rwkv.c \
-	cli/eval/tokenizer.c cli/eval/corpus.c cli/eval/eval.c
+	cli/eval/eval.h cli/eval/model.h cli/eval/util.h cli/eval/util.c \
+	cli/eval/weights.c cli/eval/weights_source.c cli/eval/weights_pack.c \
+	cli/eval/kernels.c cli/eval/model.c cli/eval/llama.c cli/eval/rwkv.c \
+	cli/eval/tokenizer.c cli/eval/corpus.c cli/eval/eval.c cli/eval/record.c \
+	cli/eval/eval_cmd.c
 cli_eval_libuceval_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
+
+# A driver for trying `uc eval` before the uc program dispatches to it.
+noinst_PROGRAMS += cli/eval/uc-eval
+cli_eval_uc_eval_SOURCES = cli/eval/driver.c
+cli_eval_uc_eval_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
+cli_eval_uc_eval_LDADD = cli/eval/libuceval.la core/libuc_core.la $(OPENSSL_LIBS) \
+	$(JANSSON_LIBS) -lm -lpthread
 
 EVAL_TEST_LIBS = cli/eval/libuceval.la $(UNIT_LDADD)
 EVAL_TEST_INCLUDES = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
+
+check_PROGRAMS += tests/unit/test_eval_llama
+tests_unit_test_eval_llama_SOURCES = tests/unit/test_eval_llama.c
+tests_unit_test_eval_llama_CPPFLAGS = $(EVAL_TEST_INCLUDES)
+tests_unit_test_eval_llama_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_eval_llama_LDADD = $(EVAL_TEST_LIBS)
+TESTS += tests/unit/test_eval_llama
+
+check_PROGRAMS += tests/unit/test_eval_rwkv
+tests_unit_test_eval_rwkv_SOURCES = tests/unit/test_eval_rwkv.c
+tests_unit_test_eval_rwkv_CPPFLAGS = $(EVAL_TEST_INCLUDES)
+tests_unit_test_eval_rwkv_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_eval_rwkv_LDADD = $(EVAL_TEST_LIBS)
+TESTS += tests/unit/test_eval_rwkv
+
+check_PROGRAMS += tests/unit/test_eval_text
+tests_unit_test_eval_text_SOURCES = tests/unit/test_eval_text.c
+tests_unit_test_eval_text_CPPFLAGS = $(EVAL_TEST_INCLUDES)
+tests_unit_test_eval_text_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_eval_text_LDADD = $(EVAL_TEST_LIBS)
+TESTS += tests/unit/test_eval_text

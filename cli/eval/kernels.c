@@ -1,11 +1,13 @@
 /* Vector kernels shared by the forward passes, and the tensor lookup they start from. */
+#include "config.h"
+
 #include "model.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include "util.h"
 
 void eval_matvec(float *out, const float *w, const float *x, uint32_t rows, uint32_t cols)
 {
@@ -61,7 +63,7 @@ uc_status eval_require_tensor(const eval_weights *weights, const char *name, uin
 	*out = NULL;
 	const eval_tensor *tensor = eval_weights_find(weights, name);
 	if (!tensor)
-		return ucp_fail(err, UC_ERR_FORMAT, "tensor %s is missing", name);
+		return eval_fail(err, UC_ERR_FORMAT, "tensor %s is missing", name);
 
 	int same = tensor->ndim == ndim;
 	for (uint32_t d = 0; same && d < ndim; d++)
@@ -70,7 +72,7 @@ uc_status eval_require_tensor(const eval_weights *weights, const char *name, uin
 		char expected[128], actual[128];
 		format_shape(expected, sizeof expected, ndim, dims);
 		format_shape(actual, sizeof actual, tensor->ndim, tensor->shape);
-		return ucp_fail(err, UC_ERR_FORMAT, "tensor %s has shape %s, expected %s", name,
+		return eval_fail(err, UC_ERR_FORMAT, "tensor %s has shape %s, expected %s", name,
 				actual, expected);
 	}
 	*out = tensor->data;

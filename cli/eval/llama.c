@@ -2,6 +2,8 @@
  * the pairs (2i, 2i + 1) of each head with theta 10000, grouped-query attention with a KV
  * cache, a SwiGLU feed-forward network and a classifier that may share the token
  * embedding. Tensor names and shapes are Meta's (`layers.N.attention.wq.weight`). */
+#include "config.h"
+
 #include "model.h"
 
 #include <jansson.h>
@@ -9,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include <stdlib.h>
+
+#include "util.h"
 
 #define LLAMA_NORM_EPS 1e-5f
 #define LLAMA_ROPE_THETA 10000.0f
@@ -43,14 +47,14 @@ static uc_status config_uint(json_t *config, const char *key, uint32_t fallback,
 	json_t *value = json_object_get(config, key);
 	if (!value) {
 		if (fallback == 0)
-			return ucp_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is missing",
+			return eval_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is missing",
 					key);
 		*out = fallback;
 		return UC_OK;
 	}
 	if (!json_is_integer(value) || json_integer_value(value) <= 0 ||
 	    json_integer_value(value) > (json_int_t)LLAMA_MAX_SEQ_LEN)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"model configuration: field \"%s\" must be an integer in 1..%u",
 				key, LLAMA_MAX_SEQ_LEN);
 	*out = (uint32_t)json_integer_value(value);
@@ -64,13 +68,13 @@ static uc_status config_agrees(json_t *config, const char *key, uint32_t actual,
 	if (!value)
 		return UC_OK;
 	if (!json_is_integer(value))
-		return ucp_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is not an integer",
+		return eval_fail(err, UC_ERR_FORMAT, "model configuration: field \"%s\" is not an integer",
 				key);
 	json_int_t stated = json_integer_value(value);
 	if (stated < 0 && strcmp(key, "vocab_size") == 0)
 		stated = -stated; /* llama2.c marks a separate classifier with a negative vocab_size */
 	if (stated != (json_int_t)actual)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"model configuration: \"%s\" is %lld but the tensors give %u", key,
 				(long long)stated, actual);
 	return UC_OK;
@@ -80,14 +84,14 @@ static uc_status read_config(eval_llama *llama, const eval_weights *weights, uc_
 {
 	const char *text = eval_weights_config(weights);
 	if (!text)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"the checkpoint has no model configuration (\"config\" metadata), "
 				"so the number of attention heads is unknown");
 	json_error_t json_err;
 	json_t *config = json_loads(text, 0, &json_err);
 	if (!config || !json_is_object(config)) {
 		json_decref(config);
-		return ucp_fail(err, UC_ERR_FORMAT, "model configuration is not a JSON object: %s",
+		return eval_fail(err, UC_ERR_FORMAT, "model configuration is not a JSON object: %s",
 				json_err.text);
 	}
 
@@ -111,11 +115,11 @@ static uc_status read_config(eval_llama *llama, const eval_weights *weights, uc_
 static uc_status check_heads(const eval_llama *llama, uc_error *err)
 {
 	if (llama->dim % llama->n_heads != 0 || (llama->dim / llama->n_heads) % 2 != 0)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"model configuration: dim %u is not divisible into %u heads of even size",
 				llama->dim, llama->n_heads);
 	if (llama->n_kv_heads > llama->n_heads || llama->n_heads % llama->n_kv_heads != 0)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"model configuration: n_heads %u is not a multiple of n_kv_heads %u",
 				llama->n_heads, llama->n_kv_heads);
 	return UC_OK;
@@ -163,7 +167,7 @@ static uc_status infer_sizes(eval_llama *llama, const eval_weights *weights, uc_
 	if (!embedding || embedding->ndim != 2 || embedding->shape[0] == 0 ||
 	    embedding->shape[1] == 0 || embedding->shape[0] > UINT32_MAX / 2 ||
 	    embedding->shape[1] > 65536)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor tok_embeddings.weight is missing or not a [vocab, dim] matrix");
 	llama->vocab_size = (uint32_t)embedding->shape[0];
 	llama->dim = (uint32_t)embedding->shape[1];
@@ -176,15 +180,15 @@ static uc_status infer_sizes(eval_llama *llama, const eval_weights *weights, uc_
 		llama->n_layers++;
 	}
 	if (llama->n_layers == 0)
-		return ucp_fail(err, UC_ERR_FORMAT, "tensor layers.0.attention_norm.weight is missing");
+		return eval_fail(err, UC_ERR_FORMAT, "tensor layers.0.attention_norm.weight is missing");
 
 	const eval_tensor *w1 = eval_weights_find(weights, "layers.0.feed_forward.w1.weight");
 	const eval_tensor *wk = eval_weights_find(weights, "layers.0.attention.wk.weight");
 	if (!w1 || w1->ndim != 2 || w1->shape[0] == 0 || w1->shape[0] > 1u << 20)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor layers.0.feed_forward.w1.weight is missing or not a matrix");
 	if (!wk || wk->ndim != 2 || wk->shape[0] == 0 || wk->shape[0] > llama->dim)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor layers.0.attention.wk.weight is missing or not a [kv_dim, dim] matrix");
 	llama->hidden_dim = (uint32_t)w1->shape[0];
 	llama->kv_dim = (uint32_t)wk->shape[0];
@@ -195,14 +199,14 @@ static uc_status build_rope_tables(eval_llama *llama, uc_error *err)
 {
 	uint32_t half = llama->head_size / 2;
 	size_t count;
-	if (ucp_mul_size(llama->max_seq_len, half, &count) != 0 ||
-	    ucp_mul_size(count, sizeof(float), &count) != 0)
-		return ucp_fail(err, UC_ERR_RANGE, "RoPE table for %u positions is too large",
+	if (eval_mul_size(llama->max_seq_len, half, &count) != 0 ||
+	    eval_mul_size(count, sizeof(float), &count) != 0)
+		return eval_fail(err, UC_ERR_RANGE, "RoPE table for %u positions is too large",
 				llama->max_seq_len);
-	llama->rope_cos = ucp_malloc(count);
-	llama->rope_sin = ucp_malloc(count);
+	llama->rope_cos = malloc(count);
+	llama->rope_sin = malloc(count);
 	if (!llama->rope_cos || !llama->rope_sin)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for the RoPE tables");
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for the RoPE tables");
 	for (uint32_t pos = 0; pos < llama->max_seq_len; pos++) {
 		for (uint32_t i = 0; i < half; i++) {
 			float freq = 1.0f / powf(LLAMA_ROPE_THETA, (float)(2 * i) / (float)llama->head_size);
@@ -216,10 +220,10 @@ static uc_status build_rope_tables(eval_llama *llama, uc_error *err)
 
 uc_status eval_llama_new(const eval_weights *weights, eval_llama **out, uc_error *err)
 {
-	eval_llama *llama = ucp_calloc(1, sizeof *llama);
+	eval_llama *llama = calloc(1, sizeof *llama);
 	uc_status rc = UC_OK;
 	if (!llama) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model");
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for the model");
 		goto out;
 	}
 	rc = infer_sizes(llama, weights, err);
@@ -231,15 +235,15 @@ uc_status eval_llama_new(const eval_weights *weights, eval_llama **out, uc_error
 		goto out;
 	llama->head_size = llama->dim / llama->n_heads;
 	if (llama->kv_dim != llama->n_kv_heads * llama->head_size) {
-		rc = ucp_fail(err, UC_ERR_FORMAT,
+		rc = eval_fail(err, UC_ERR_FORMAT,
 			      "tensor layers.0.attention.wk.weight has %u rows, expected n_kv_heads %u "
 			      "x head size %u", llama->kv_dim, llama->n_kv_heads, llama->head_size);
 		goto out;
 	}
 
-	llama->layers = ucp_calloc(llama->n_layers, sizeof *llama->layers);
+	llama->layers = calloc(llama->n_layers, sizeof *llama->layers);
 	if (!llama->layers) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for %u layers", llama->n_layers);
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for %u layers", llama->n_layers);
 		goto out;
 	}
 	for (uint32_t l = 0; l < llama->n_layers && rc == UC_OK; l++)
@@ -274,10 +278,10 @@ void eval_llama_free(eval_llama *llama)
 {
 	if (!llama)
 		return;
-	ucp_free(llama->layers);
-	ucp_free(llama->rope_cos);
-	ucp_free(llama->rope_sin);
-	ucp_free(llama);
+	free(llama->layers);
+	free(llama->rope_cos);
+	free(llama->rope_sin);
+	free(llama);
 }
 
 uint32_t eval_llama_vocab_size(const eval_llama *llama)
@@ -293,11 +297,11 @@ uint32_t eval_llama_max_seq_len(const eval_llama *llama)
 static float *alloc_floats(size_t a, size_t b, int *failed)
 {
 	size_t n;
-	if (ucp_mul_size(a, b, &n) != 0 || ucp_mul_size(n, sizeof(float), &n) != 0) {
+	if (eval_mul_size(a, b, &n) != 0 || eval_mul_size(n, sizeof(float), &n) != 0) {
 		*failed = 1;
 		return NULL;
 	}
-	float *p = ucp_calloc(1, n);
+	float *p = calloc(1, n);
 	if (!p)
 		*failed = 1;
 	return p;
@@ -305,10 +309,10 @@ static float *alloc_floats(size_t a, size_t b, int *failed)
 
 uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, uc_error *err)
 {
-	eval_llama_state *state = ucp_calloc(1, sizeof *state);
+	eval_llama_state *state = calloc(1, sizeof *state);
 	if (!state) {
 		*out = NULL;
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
 	}
 	state->llama = llama;
 	int failed = 0;
@@ -326,7 +330,7 @@ uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, 
 	if (failed) {
 		eval_llama_state_free(state);
 		*out = NULL;
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a KV cache of %u positions",
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a KV cache of %u positions",
 				llama->max_seq_len);
 	}
 	*out = state;
@@ -337,17 +341,17 @@ void eval_llama_state_free(eval_llama_state *state)
 {
 	if (!state)
 		return;
-	ucp_free(state->x);
-	ucp_free(state->xb);
-	ucp_free(state->xb2);
-	ucp_free(state->q);
-	ucp_free(state->hb);
-	ucp_free(state->hb2);
-	ucp_free(state->scores);
-	ucp_free(state->logits);
-	ucp_free(state->key_cache);
-	ucp_free(state->value_cache);
-	ucp_free(state);
+	free(state->x);
+	free(state->xb);
+	free(state->xb2);
+	free(state->q);
+	free(state->hb);
+	free(state->hb2);
+	free(state->scores);
+	free(state->logits);
+	free(state->key_cache);
+	free(state->value_cache);
+	free(state);
 }
 
 void eval_llama_state_reset(eval_llama_state *state)

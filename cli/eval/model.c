@@ -1,7 +1,11 @@
 /* Chooses the forward pass for a weight set and hands states to it. */
+#include "config.h"
+
 #include "model.h"
 
-#include "internal.h"
+#include <stdlib.h>
+
+#include "util.h"
 
 struct eval_model {
 	eval_arch arch;
@@ -37,10 +41,10 @@ const char *eval_arch_comparator(eval_arch arch)
 uc_status eval_model_new(eval_weights *weights, eval_model **out, uc_error *err)
 {
 	uc_status rc = UC_OK;
-	eval_model *model = ucp_calloc(1, sizeof *model);
+	eval_model *model = calloc(1, sizeof *model);
 	if (!model) {
 		eval_weights_free(weights);
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model");
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for the model");
 		goto out;
 	}
 	model->weights = weights;
@@ -55,7 +59,7 @@ uc_status eval_model_new(eval_weights *weights, eval_model **out, uc_error *err)
 			model->arch = eval_rwkv_is_v5_2(model->rwkv) ? EVAL_ARCH_RWKV5_2
 								      : EVAL_ARCH_RWKV5_1;
 	} else {
-		rc = ucp_fail(err, UC_ERR_UNSUPPORTED,
+		rc = eval_fail(err, UC_ERR_UNSUPPORTED,
 			      "unknown architecture: no tok_embeddings.weight (Llama) or emb.weight "
 			      "with blocks.0.att.time_decay (RWKV v5); uc eval runs only these");
 	}
@@ -76,7 +80,7 @@ void eval_model_free(eval_model *model)
 	eval_llama_free(model->llama);
 	eval_rwkv_free(model->rwkv);
 	eval_weights_free(model->weights);
-	ucp_free(model);
+	free(model);
 }
 
 eval_arch eval_model_arch(const eval_model *model)
@@ -89,6 +93,11 @@ uint32_t eval_model_vocab_size(const eval_model *model)
 	return model->llama ? eval_llama_vocab_size(model->llama) : eval_rwkv_vocab_size(model->rwkv);
 }
 
+const eval_weights *eval_model_weights(const eval_model *model)
+{
+	return model->weights;
+}
+
 uint32_t eval_model_max_seq_len(const eval_model *model)
 {
 	return model->llama ? eval_llama_max_seq_len(model->llama) : 0;
@@ -96,10 +105,10 @@ uint32_t eval_model_max_seq_len(const eval_model *model)
 
 uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *err)
 {
-	eval_state *state = ucp_calloc(1, sizeof *state);
+	eval_state *state = calloc(1, sizeof *state);
 	uc_status rc = UC_OK;
 	if (!state) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
 		goto out;
 	}
 	state->model = model;
@@ -123,7 +132,7 @@ void eval_state_free(eval_state *state)
 		return;
 	eval_llama_state_free(state->llama);
 	eval_rwkv_state_free(state->rwkv);
-	ucp_free(state);
+	free(state);
 }
 
 void eval_state_reset(eval_state *state)

@@ -4,13 +4,17 @@
  * already holds exp(-exp(w)), and the bonus (`time_first` in v5.1, `time_faaaa` in v5.2)
  * is used as stored. v5.1 has one decay and one bonus per head; v5.2 has one per channel,
  * plus an output gate (`att.gate.weight`, `att.time_mix_g`). */
+#include "config.h"
+
 #include "model.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
+#include <stdlib.h>
+
+#include "util.h"
 
 /* Epsilon of every LayerNorm and of the per-head GroupNorm ln_x, in both versions. With
  * 64e-5 for ln_x, the v5.2 test model's logits differ from rwkv.cpp's expected values by
@@ -47,7 +51,7 @@ static uc_status infer_sizes(eval_rwkv *rwkv, const eval_weights *weights, uc_er
 	if (!embedding || embedding->ndim != 2 || embedding->shape[0] == 0 ||
 	    embedding->shape[1] == 0 || embedding->shape[0] > UINT32_MAX / 2 ||
 	    embedding->shape[1] > 65536)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor emb.weight is missing or not a [vocab, n_embed] matrix");
 	rwkv->vocab_size = (uint32_t)embedding->shape[0];
 	rwkv->n_embed = (uint32_t)embedding->shape[1];
@@ -60,13 +64,13 @@ static uc_status infer_sizes(eval_rwkv *rwkv, const eval_weights *weights, uc_er
 		rwkv->n_layers++;
 	}
 	if (rwkv->n_layers == 0)
-		return ucp_fail(err, UC_ERR_FORMAT, "tensor blocks.0.ln1.weight is missing");
+		return eval_fail(err, UC_ERR_FORMAT, "tensor blocks.0.ln1.weight is missing");
 
 	rwkv->v5_2 = eval_weights_find(weights, "blocks.0.att.gate.weight") != NULL;
 	const eval_tensor *decay = eval_weights_find(weights, "blocks.0.att.time_decay");
 	if (!decay || decay->ndim != 3 || decay->shape[0] == 0 ||
 	    rwkv->n_embed % decay->shape[0] != 0)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor blocks.0.att.time_decay is missing or not [heads, size, 1] "
 				"with heads dividing n_embed %u", rwkv->n_embed);
 	rwkv->n_heads = (uint32_t)decay->shape[0];
@@ -74,7 +78,7 @@ static uc_status infer_sizes(eval_rwkv *rwkv, const eval_weights *weights, uc_er
 
 	const eval_tensor *ffn_key = eval_weights_find(weights, "blocks.0.ffn.key.weight");
 	if (!ffn_key || ffn_key->ndim != 2 || ffn_key->shape[0] == 0 || ffn_key->shape[0] > 1u << 20)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"tensor blocks.0.ffn.key.weight is missing or not a matrix");
 	rwkv->ffn_dim = (uint32_t)ffn_key->shape[0];
 	return UC_OK;
@@ -170,18 +174,18 @@ static uc_status resolve_outer(eval_rwkv *rwkv, const eval_weights *weights, uc_
 
 uc_status eval_rwkv_new(const eval_weights *weights, eval_rwkv **out, uc_error *err)
 {
-	eval_rwkv *rwkv = ucp_calloc(1, sizeof *rwkv);
+	eval_rwkv *rwkv = calloc(1, sizeof *rwkv);
 	uc_status rc = UC_OK;
 	if (!rwkv) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model");
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for the model");
 		goto out;
 	}
 	rc = infer_sizes(rwkv, weights, err);
 	if (rc != UC_OK)
 		goto out;
-	rwkv->layers = ucp_calloc(rwkv->n_layers, sizeof *rwkv->layers);
+	rwkv->layers = calloc(rwkv->n_layers, sizeof *rwkv->layers);
 	if (!rwkv->layers) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory for %u layers", rwkv->n_layers);
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for %u layers", rwkv->n_layers);
 		goto out;
 	}
 	for (uint32_t l = 0; l < rwkv->n_layers && rc == UC_OK; l++)
@@ -202,8 +206,8 @@ void eval_rwkv_free(eval_rwkv *rwkv)
 {
 	if (!rwkv)
 		return;
-	ucp_free(rwkv->layers);
-	ucp_free(rwkv);
+	free(rwkv->layers);
+	free(rwkv);
 }
 
 uint32_t eval_rwkv_vocab_size(const eval_rwkv *rwkv)
@@ -219,11 +223,11 @@ int eval_rwkv_is_v5_2(const eval_rwkv *rwkv)
 static float *alloc_floats(size_t a, size_t b, int *failed)
 {
 	size_t n;
-	if (ucp_mul_size(a, b, &n) != 0 || ucp_mul_size(n, sizeof(float), &n) != 0) {
+	if (eval_mul_size(a, b, &n) != 0 || eval_mul_size(n, sizeof(float), &n) != 0) {
 		*failed = 1;
 		return NULL;
 	}
-	float *p = ucp_calloc(1, n);
+	float *p = calloc(1, n);
 	if (!p)
 		*failed = 1;
 	return p;
@@ -231,10 +235,10 @@ static float *alloc_floats(size_t a, size_t b, int *failed)
 
 uc_status eval_rwkv_state_new(const eval_rwkv *rwkv, eval_rwkv_state **out, uc_error *err)
 {
-	eval_rwkv_state *state = ucp_calloc(1, sizeof *state);
+	eval_rwkv_state *state = calloc(1, sizeof *state);
 	if (!state) {
 		*out = NULL;
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
 	}
 	state->rwkv = rwkv;
 	int failed = 0;
@@ -251,7 +255,7 @@ uc_status eval_rwkv_state_new(const eval_rwkv *rwkv, eval_rwkv_state **out, uc_e
 	if (failed) {
 		eval_rwkv_state_free(state);
 		*out = NULL;
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a recurrent state");
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a recurrent state");
 	}
 	*out = state;
 	return UC_OK;
@@ -265,8 +269,8 @@ void eval_rwkv_state_free(eval_rwkv_state *state)
 			    state->r, state->k, state->v, state->g, state->wkv, state->ffn_hidden,
 			    state->logits, state->att_shift, state->ffn_shift, state->wkv_state};
 	for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++)
-		ucp_free(vectors[i]);
-	ucp_free(state);
+		free(vectors[i]);
+	free(state);
 }
 
 void eval_rwkv_state_reset(eval_rwkv_state *state)

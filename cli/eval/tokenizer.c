@@ -1,11 +1,13 @@
 /* The llama2.c byte-pair tokenizer (`tok512.bin` format) and byte-level encoding. */
+#include "config.h"
+
 #include "eval.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
 
 #define TOKENIZER_MAX_VOCAB (1u << 20)
 #define BYTE_FALLBACK_OFFSET 3u /* llama2.c maps byte b to token b + 3 (after <unk>, BOS, EOS) */
@@ -65,30 +67,30 @@ static uc_status count_tokens(const uint8_t *data, size_t len, const char *name,
 			      uc_error *err)
 {
 	if (len < 4)
-		return ucp_fail(err, UC_ERR_FORMAT, "%s: %zu bytes, too short for a llama2.c tokenizer",
+		return eval_fail(err, UC_ERR_FORMAT, "%s: %zu bytes, too short for a llama2.c tokenizer",
 				name, len);
-	int32_t max_length = (int32_t)ucp_load_le32(data);
+	int32_t max_length = (int32_t)eval_load_le32(data);
 	if (max_length <= 0)
-		return ucp_fail(err, UC_ERR_FORMAT, "%s: max_token_length %d must be positive", name,
+		return eval_fail(err, UC_ERR_FORMAT, "%s: max_token_length %d must be positive", name,
 				max_length);
 	size_t offset = 4;
 	uint32_t n = 0;
 	while (offset < len) {
 		if (len - offset < 8)
-			return ucp_fail(err, UC_ERR_FORMAT,
+			return eval_fail(err, UC_ERR_FORMAT,
 					"%s: token %u: record cut short at offset %zu", name, n, offset);
-		int32_t piece_len = (int32_t)ucp_load_le32(data + offset + 4);
+		int32_t piece_len = (int32_t)eval_load_le32(data + offset + 4);
 		if (piece_len <= 0 || piece_len > max_length || (size_t)piece_len > len - offset - 8)
-			return ucp_fail(err, UC_ERR_FORMAT,
+			return eval_fail(err, UC_ERR_FORMAT,
 					"%s: token %u: length %d at offset %zu is not in 1..%d or runs past "
 					"the end of the file", name, n, piece_len, offset + 4, max_length);
 		offset += 8 + (size_t)piece_len;
 		if (++n > TOKENIZER_MAX_VOCAB)
-			return ucp_fail(err, UC_ERR_FORMAT, "%s: more than %u tokens", name,
+			return eval_fail(err, UC_ERR_FORMAT, "%s: more than %u tokens", name,
 					TOKENIZER_MAX_VOCAB);
 	}
 	if (n < BYTE_FALLBACK_OFFSET + 256)
-		return ucp_fail(err, UC_ERR_FORMAT,
+		return eval_fail(err, UC_ERR_FORMAT,
 				"%s: %u tokens; a llama2.c vocabulary has at least %u (special and byte "
 				"tokens)", name, n, BYTE_FALLBACK_OFFSET + 256);
 	*count = n;
@@ -99,12 +101,12 @@ static uc_status fill_tokens(eval_tokenizer *tokenizer, const uint8_t *data, uc_
 {
 	size_t offset = 4;
 	for (uint32_t id = 0; id < tokenizer->vocab_size; id++) {
-		uint32_t bits = ucp_load_le32(data + offset);
-		size_t len = ucp_load_le32(data + offset + 4);
+		uint32_t bits = eval_load_le32(data + offset);
+		size_t len = eval_load_le32(data + offset + 4);
 		memcpy(&tokenizer->scores[id], &bits, sizeof bits);
-		tokenizer->pieces[id] = ucp_malloc(len + 1);
+		tokenizer->pieces[id] = malloc(len + 1);
 		if (!tokenizer->pieces[id])
-			return ucp_fail(err, UC_ERR_NOMEM, "out of memory for token %u", id);
+			return eval_fail(err, UC_ERR_NOMEM, "out of memory for token %u", id);
 		memcpy(tokenizer->pieces[id], data + offset + 8, len);
 		tokenizer->pieces[id][len] = '\0';
 		tokenizer->lengths[id] = len;
@@ -125,17 +127,17 @@ uc_status eval_tokenizer_parse(const uint8_t *data, size_t len, const char *name
 	uc_status rc = count_tokens(data, len, name, &count, err);
 	if (rc != UC_OK)
 		goto out;
-	tokenizer = ucp_calloc(1, sizeof *tokenizer);
+	tokenizer = calloc(1, sizeof *tokenizer);
 	if (tokenizer) {
 		tokenizer->vocab_size = count;
-		tokenizer->pieces = ucp_calloc(count, sizeof *tokenizer->pieces);
-		tokenizer->lengths = ucp_calloc(count, sizeof *tokenizer->lengths);
-		tokenizer->scores = ucp_calloc(count, sizeof *tokenizer->scores);
-		tokenizer->sorted = ucp_calloc(count, sizeof *tokenizer->sorted);
+		tokenizer->pieces = calloc(count, sizeof *tokenizer->pieces);
+		tokenizer->lengths = calloc(count, sizeof *tokenizer->lengths);
+		tokenizer->scores = calloc(count, sizeof *tokenizer->scores);
+		tokenizer->sorted = calloc(count, sizeof *tokenizer->sorted);
 	}
 	if (!tokenizer || !tokenizer->pieces || !tokenizer->lengths || !tokenizer->scores ||
 	    !tokenizer->sorted) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "%s: out of memory for %u tokens", name, count);
+		rc = eval_fail(err, UC_ERR_NOMEM, "%s: out of memory for %u tokens", name, count);
 		goto out;
 	}
 	rc = fill_tokens(tokenizer, data, err);
@@ -158,7 +160,7 @@ uc_status eval_tokenizer_load(const char *path, eval_tokenizer **out, uc_error *
 	if (rc != UC_OK)
 		return rc;
 	rc = eval_tokenizer_parse((const uint8_t *)data, len, path, out, err);
-	ucp_free(data);
+	free(data);
 	return rc;
 }
 
@@ -168,12 +170,12 @@ void eval_tokenizer_free(eval_tokenizer *tokenizer)
 		return;
 	if (tokenizer->pieces)
 		for (uint32_t i = 0; i < tokenizer->vocab_size; i++)
-			ucp_free(tokenizer->pieces[i]);
-	ucp_free(tokenizer->pieces);
-	ucp_free(tokenizer->lengths);
-	ucp_free(tokenizer->scores);
-	ucp_free(tokenizer->sorted);
-	ucp_free(tokenizer);
+			free(tokenizer->pieces[i]);
+	free(tokenizer->pieces);
+	free(tokenizer->lengths);
+	free(tokenizer->scores);
+	free(tokenizer->sorted);
+	free(tokenizer);
 }
 
 uint32_t eval_tokenizer_vocab_size(const eval_tokenizer *tokenizer)
@@ -253,14 +255,14 @@ uc_status eval_tokenizer_encode(const eval_tokenizer *tokenizer, const char *tex
 			max_piece = tokenizer->lengths[i];
 
 	size_t capacity;
-	if (ucp_mul_size(len + 3, sizeof(uint32_t), &capacity) != 0)
-		return ucp_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
-	uint32_t *tokens = ucp_malloc(capacity);
-	char *scratch = ucp_malloc(2 * max_piece + 1);
+	if (eval_mul_size(len + 3, sizeof(uint32_t), &capacity) != 0)
+		return eval_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
+	uint32_t *tokens = malloc(capacity);
+	char *scratch = malloc(2 * max_piece + 1);
 	if (!tokens || !scratch) {
-		ucp_free(tokens);
-		ucp_free(scratch);
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+		free(tokens);
+		free(scratch);
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
 	}
 
 	size_t n = 0;
@@ -280,7 +282,7 @@ uc_status eval_tokenizer_encode(const eval_tokenizer *tokenizer, const char *tex
 			(n - first - index - 2) * sizeof(uint32_t));
 		n--;
 	}
-	ucp_free(scratch);
+	free(scratch);
 	*tokens_out = tokens;
 	*count = n;
 	return UC_OK;
@@ -292,11 +294,11 @@ uc_status eval_bytes_encode(const char *text, size_t len, uint32_t **tokens_out,
 	*tokens_out = NULL;
 	*count = 0;
 	size_t bytes;
-	if (ucp_mul_size(len ? len : 1, sizeof(uint32_t), &bytes) != 0)
-		return ucp_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
-	uint32_t *tokens = ucp_malloc(bytes);
+	if (eval_mul_size(len ? len : 1, sizeof(uint32_t), &bytes) != 0)
+		return eval_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
+	uint32_t *tokens = malloc(bytes);
 	if (!tokens)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
 	for (size_t i = 0; i < len; i++)
 		tokens[i] = (unsigned char)text[i];
 	*tokens_out = tokens;

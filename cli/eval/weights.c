@@ -1,10 +1,12 @@
 /* A set of named float32 tensors that the forward passes read. */
+#include "config.h"
+
 #include "eval.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
 
 struct eval_weights {
 	eval_tensor *tensors;
@@ -15,9 +17,9 @@ struct eval_weights {
 
 uc_status eval_weights_new(eval_weights **out, uc_error *err)
 {
-	*out = ucp_calloc(1, sizeof **out);
+	*out = calloc(1, sizeof **out);
 	if (!*out)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for a weight set");
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a weight set");
 	return UC_OK;
 }
 
@@ -26,12 +28,12 @@ void eval_weights_free(eval_weights *weights)
 	if (!weights)
 		return;
 	for (size_t i = 0; i < weights->count; i++) {
-		ucp_free(weights->tensors[i].name);
-		ucp_free(weights->tensors[i].data);
+		free(weights->tensors[i].name);
+		free(weights->tensors[i].data);
 	}
-	ucp_free(weights->tensors);
-	ucp_free(weights->config);
-	ucp_free(weights);
+	free(weights->tensors);
+	free(weights->config);
+	free(weights);
 }
 
 static uc_status grow(eval_weights *weights, uc_error *err)
@@ -40,11 +42,11 @@ static uc_status grow(eval_weights *weights, uc_error *err)
 		return UC_OK;
 	size_t capacity = weights->capacity ? 2 * weights->capacity : 64;
 	size_t bytes;
-	if (ucp_mul_size(capacity, sizeof *weights->tensors, &bytes) != 0)
-		return ucp_fail(err, UC_ERR_NOMEM, "too many tensors (%zu)", weights->count);
-	eval_tensor *tensors = ucp_realloc(weights->tensors, bytes);
+	if (eval_mul_size(capacity, sizeof *weights->tensors, &bytes) != 0)
+		return eval_fail(err, UC_ERR_NOMEM, "too many tensors (%zu)", weights->count);
+	eval_tensor *tensors = realloc(weights->tensors, bytes);
 	if (!tensors)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for %zu tensors", capacity);
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu tensors", capacity);
 	weights->tensors = tensors;
 	weights->capacity = capacity;
 	return UC_OK;
@@ -55,32 +57,32 @@ uc_status eval_weights_add(eval_weights *weights, const char *name, uint32_t ndi
 {
 	*out = NULL;
 	if (ndim > UC_MAX_DIMS)
-		return ucp_fail(err, UC_ERR_INVALID, "tensor %s: %u dimensions, at most %d allowed",
+		return eval_fail(err, UC_ERR_INVALID, "tensor %s: %u dimensions, at most %d allowed",
 				name, ndim, UC_MAX_DIMS);
 	if (eval_weights_find(weights, name))
-		return ucp_fail(err, UC_ERR_INVALID, "tensor %s: duplicate name", name);
+		return eval_fail(err, UC_ERR_INVALID, "tensor %s: duplicate name", name);
 
 	uint64_t n = 1;
 	for (uint32_t d = 0; d < ndim; d++) {
 		if (shape[d] != 0 && n > UINT64_MAX / shape[d])
-			return ucp_fail(err, UC_ERR_RANGE, "tensor %s: element count overflows", name);
+			return eval_fail(err, UC_ERR_RANGE, "tensor %s: element count overflows", name);
 		n *= shape[d];
 	}
 	size_t bytes;
-	if (n > SIZE_MAX || ucp_mul_size((size_t)n, sizeof(float), &bytes) != 0)
-		return ucp_fail(err, UC_ERR_RANGE, "tensor %s: %llu elements do not fit in memory",
+	if (n > SIZE_MAX || eval_mul_size((size_t)n, sizeof(float), &bytes) != 0)
+		return eval_fail(err, UC_ERR_RANGE, "tensor %s: %llu elements do not fit in memory",
 				name, (unsigned long long)n);
 
 	uc_status rc = grow(weights, err);
 	if (rc != UC_OK)
 		return rc;
 	eval_tensor tensor = {0};
-	tensor.name = ucp_strdup(name);
-	tensor.data = ucp_malloc(bytes);
+	tensor.name = strdup(name);
+	tensor.data = malloc(bytes);
 	if (!tensor.name || !tensor.data) {
-		ucp_free(tensor.name);
-		ucp_free(tensor.data);
-		return ucp_fail(err, UC_ERR_NOMEM, "tensor %s: out of memory for %llu floats", name,
+		free(tensor.name);
+		free(tensor.data);
+		return eval_fail(err, UC_ERR_NOMEM, "tensor %s: out of memory for %llu floats", name,
 				(unsigned long long)n);
 	}
 	tensor.ndim = ndim;
@@ -113,10 +115,10 @@ const eval_tensor *eval_weights_at(const eval_weights *weights, size_t index)
 
 uc_status eval_weights_set_config(eval_weights *weights, const char *json, uc_error *err)
 {
-	char *copy = ucp_strdup(json);
+	char *copy = strdup(json);
 	if (!copy)
-		return ucp_fail(err, UC_ERR_NOMEM, "out of memory for the model configuration");
-	ucp_free(weights->config);
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for the model configuration");
+	free(weights->config);
 	weights->config = copy;
 	return UC_OK;
 }
