@@ -39,3 +39,10 @@ tests_unit_test_eval_text_CPPFLAGS = $(EVAL_TEST_INCLUDES)
 tests_unit_test_eval_text_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_eval_text_LDADD = $(EVAL_TEST_LIBS)
 TESTS += tests/unit/test_eval_text
+
+check_PROGRAMS += tests/unit/test_eval_protocol
+tests_unit_test_eval_protocol_SOURCES = tests/unit/test_eval_protocol.c
+tests_unit_test_eval_protocol_CPPFLAGS = $(EVAL_TEST_INCLUDES)
+tests_unit_test_eval_protocol_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_eval_protocol_LDADD = $(EVAL_TEST_LIBS)
+TESTS += tests/unit/test_eval_protocol
