@@ -28,6 +28,10 @@ tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_codec_LDADD = $(UNIT_LDADD)
 TESTS += tests/unit/test_codec
 
+# The NEON kernel, cross-compiled and run under qemu-aarch64; skipped without those tools.
+TESTS += scripts/test-neon
+EXTRA_DIST += scripts/test-neon tests/unit/check_neon.c
+
 BENCHMARKS += tests/bench/bench_codec
 tests_bench_bench_codec_SOURCES = tests/bench/bench_codec.c
 tests_bench_bench_codec_LDADD = core/libuc_core.la $(OPENSSL_LIBS) $(JANSSON_LIBS) -lm -lpthread

@@ -64,8 +64,7 @@ static uc_status check_request(const uint8_t *blocks, uint64_t n_total, uint64_t
 				"uc5 decode: weights [%" PRIu64 ", +%" PRIu64 ") lie outside the tensor's %" PRIu64
 				" weights", first, count, n_total);
 
-	size_t bytes;
-	if (count > SIZE_MAX || ucp_mul_size((size_t)count, uc_dtype_size(dtype), &bytes) != 0)
+	if (count > SIZE_MAX / uc_dtype_size(dtype))
 		return ucp_fail(err, UC_ERR_INVALID,
 				"uc5 decode: %" PRIu64 " weights do not fit in memory", count);
 	if (count > 0 && (!blocks || !out))

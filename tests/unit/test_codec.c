@@ -192,15 +192,24 @@ __attribute__((target("f16c"))) static float f16c_to_f32(uint16_t bits)
 	return _cvtsh_ss(bits);
 }
 
-/* Edge bit patterns: around every fp16 rounding boundary and the special values. */
+/* Returns a bit pattern near an fp16 rounding boundary or special value, or an exact tie. */
 static uint32_t edge_pattern(uint64_t *state)
 {
 	static const uint32_t bases[] = { 0x00000000, 0x33000000, 0x33800000, 0x38800000, 0x387FF000,
 					  0x3F801000, 0x477FE000, 0x477FF000, 0x7F800000, 0x7FC00000 };
-	uint32_t base = bases[next_random(state) % (sizeof bases / sizeof bases[0])];
-	uint32_t jitter = (uint32_t)(next_random(state) % 5) - 2;
 	uint32_t sign = (uint32_t)(next_random(state) & 1) << 31;
-	return (base + jitter) | sign;
+	if (next_random(state) & 1) {
+		uint32_t base = bases[next_random(state) % (sizeof bases / sizeof bases[0])];
+		uint32_t jitter = (uint32_t)(next_random(state) % 5) - 2;
+		return (base + jitter) | sign;
+	}
+
+	/* An exact tie: the bits that fp16 drops are 100...0, for a subnormal or normal result. */
+	uint32_t exponent = 102 + (uint32_t)(next_random(state) % 40);
+	uint32_t dropped = exponent >= 113 ? 13 : 126 - exponent;
+	uint32_t half = 1u << (dropped - 1);
+	uint32_t mantissa = (uint32_t)next_random(state) & 0x007FFFFFu & ~((half << 1) - 1);
+	return sign | (exponent << 23) | mantissa | (half & 0x007FFFFFu);
 }
 #endif
 
