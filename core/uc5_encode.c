@@ -1,5 +1,5 @@
-/* The uc5 encoder: fits the scales and 5-bit values of each 256-weight super-block for the
- * least squared reconstruction error the format allows.
+/* The uc5 encoder: searches the scales and 5-bit values of each 256-weight super-block for
+ * a low squared reconstruction error (a heuristic search, not a proven minimum).
  *
  * Per super-block the encoder
  *  1. fits each 32-weight sub-block with w ~ scale * q - offset (q in 0..31, offset >= 0)
@@ -25,6 +25,10 @@
 
 #include "codec_internal.h"
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #define QMAX 31          /* largest 5-bit value */
 #define SCALE_MAX 63     /* largest 6-bit sub-scale or sub-min */
 #define F16_MAX 65504.0f
@@ -38,30 +42,80 @@ typedef struct {
 	uint8_t sc, m;    /* chosen 6-bit factors */
 } subblock;
 
-/* Returns q in 0..31 nearest to (x + ml) / dl, given inv = 1 / dl; an infinite or NaN
- * quotient (dl of 0 or a subnormal) clamps instead of overflowing. */
+/* Returns q in 0..31 nearest to (x + ml) / dl, given inv = 1 / dl. An infinite or NaN
+ * quotient (dl of 0 or a subnormal) clamps instead of overflowing. The comparisons are
+ * written so that they compile to max and min instructions. */
 static inline int quantise_one(float x, float ml, float inv)
 {
 	float v = (x + ml) * inv;
-	v = fmaxf(v, 0.0f);  /* also maps NaN to 0 */
-	v = fminf(v, (float)QMAX);
+	v = v > 0.0f ? v : 0.0f;  /* also maps NaN to 0 */
+	v = v < (float)QMAX ? v : (float)QMAX;
 	return (int)(v + 0.5f);
 }
 
-/* Quantises n weights for the reconstruction dl * q - ml and returns the squared error of
- * the reconstruction exactly as the decoder computes it. Writes q when `q` is not NULL. */
-static double quantise_error(const float *x, int n, float dl, float ml, uint8_t *q)
+/* Returns the squared error of one weight quantised to q, reconstructed exactly as the
+ * decoder does. */
+static inline float weight_error(float x, int q, float dl, float ml)
 {
+	float diff = x - (dl * (float)q - ml);
+	return diff * diff;
+}
+
+#ifdef __SSE2__
+/* Quantises 8 weights like quantise_one and adds their errors to the eight partial sums
+ * (lanes 0-3 in sum_low, 4-7 in sum_high). Every lane does the scalar code's operations
+ * in the same order, so the results are identical to the portable loop. */
+static inline void quantise8_sse2(const float *x, __m128 ml, __m128 inv, __m128 dl, uint8_t *q,
+				  __m128 *sum_low, __m128 *sum_high)
+{
+	const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps((float)QMAX), half = _mm_set1_ps(0.5f);
+	__m128 x0 = _mm_loadu_ps(x), x1 = _mm_loadu_ps(x + 4);
+	__m128 v0 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_add_ps(x0, ml), inv), zero), top);
+	__m128 v1 = _mm_min_ps(_mm_max_ps(_mm_mul_ps(_mm_add_ps(x1, ml), inv), zero), top);
+	__m128i q0 = _mm_cvttps_epi32(_mm_add_ps(v0, half));
+	__m128i q1 = _mm_cvttps_epi32(_mm_add_ps(v1, half));
+	__m128 d0 = _mm_sub_ps(x0, _mm_sub_ps(_mm_mul_ps(dl, _mm_cvtepi32_ps(q0)), ml));
+	__m128 d1 = _mm_sub_ps(x1, _mm_sub_ps(_mm_mul_ps(dl, _mm_cvtepi32_ps(q1)), ml));
+	*sum_low = _mm_add_ps(*sum_low, _mm_mul_ps(d0, d0));
+	*sum_high = _mm_add_ps(*sum_high, _mm_mul_ps(d1, d1));
+	__m128i packed = _mm_packs_epi32(q0, q1);
+	_mm_storel_epi64((__m128i *)(void *)q, _mm_packus_epi16(packed, packed));
+}
+#endif
+
+/* Quantises n (at most 32) weights for the reconstruction dl * q - ml and returns the
+ * squared error. Writes q when `q` is not NULL. Eight partial sums in a fixed order make
+ * the SSE2 and portable loops give the same result. */
+static float quantise_error(const float *x, int n, float dl, float ml, uint8_t *q)
+{
+	uint8_t scratch[UC5_SUBBLOCK_WEIGHTS];
+	uint8_t *out = q ? q : scratch;
 	float inv = dl > 0.0f ? 1.0f / dl : 0.0f;
-	double error = 0.0;
-	for (int i = 0; i < n; i++) {
-		int qi = quantise_one(x[i], ml, inv);
-		float diff = x[i] - (dl * (float)qi - ml);
-		error += (double)diff * diff;
-		if (q)
-			q[i] = (uint8_t)qi;
+	float partial[8] = { 0 };
+	int i = 0;
+#ifdef __SSE2__
+	__m128 sum_low = _mm_setzero_ps(), sum_high = _mm_setzero_ps();
+	__m128 ml4 = _mm_set1_ps(ml), inv4 = _mm_set1_ps(inv), dl4 = _mm_set1_ps(dl);
+	for (; i + 8 <= n; i += 8)
+		quantise8_sse2(x + i, ml4, inv4, dl4, out + i, &sum_low, &sum_high);
+	_mm_storeu_ps(partial, sum_low);
+	_mm_storeu_ps(partial + 4, sum_high);
+#else
+	for (; i + 8 <= n; i += 8) {
+		for (int k = 0; k < 8; k++) {
+			int qi = quantise_one(x[i + k], ml, inv);
+			partial[k] += weight_error(x[i + k], qi, dl, ml);
+			out[i + k] = (uint8_t)qi;
+		}
 	}
-	return error;
+#endif
+	for (; i < n; i++) {
+		int qi = quantise_one(x[i], ml, inv);
+		partial[0] += weight_error(x[i], qi, dl, ml);
+		out[i] = (uint8_t)qi;
+	}
+	return ((partial[0] + partial[1]) + (partial[2] + partial[3])) +
+	       ((partial[4] + partial[5]) + (partial[6] + partial[7]));
 }
 
 /* Least-squares fit of (scale, offset) for fixed q, with offset >= 0. Returns the squared
@@ -305,8 +359,12 @@ static void encode_block(const float *x, int n, uint8_t *block)
 	subblock sb[UC5_SUBBLOCKS];
 	for (int j = 0; j < UC5_SUBBLOCKS; j++) {
 		int valid = n - j * UC5_SUBBLOCK_WEIGHTS;
+		if (valid < 0)
+			valid = 0;
+		if (valid > UC5_SUBBLOCK_WEIGHTS)
+			valid = UC5_SUBBLOCK_WEIGHTS;
 		sb[j].x = x + j * UC5_SUBBLOCK_WEIGHTS;
-		sb[j].n = valid < 0 ? 0 : valid > UC5_SUBBLOCK_WEIGHTS ? UC5_SUBBLOCK_WEIGHTS : valid;
+		sb[j].n = valid;
 		fit_subblock(&sb[j]);
 	}
 
