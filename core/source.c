@@ -187,7 +187,12 @@ static uc_status open_detected(uc_source *src, ucp_mapping *file, uc_error *err)
 		src->kind = UC_SOURCE_SAFETENSORS;
 		return open_single(src, file, ucp_st_parse, err);
 	}
-	/* Neither signature matched: keep the safetensors reason (the parser fails on the
+	if (ucp_rwkvcpp_looks_like(file->data, file->size)) {
+		src->kind = UC_SOURCE_RWKVCPP;
+		return open_single(src, file, ucp_rwkvcpp_parse, err);
+	}
+
+	/* No signature matched: keep the safetensors reason (the parser fails on the
 	 * length prefix or the first header byte, before allocating), then try llama2.c. */
 	uc_error st_err, l2c_err;
 	ucp_parsed_file *unused = NULL;
@@ -197,8 +202,8 @@ static uc_status open_detected(uc_source *src, ucp_mapping *file, uc_error *err)
 	if (rc == UC_ERR_FORMAT)
 		return ucp_fail(err, UC_ERR_FORMAT,
 				"not a checkpoint in any supported format (tried a safetensors index, "
-				"safetensors and a llama2.c legacy checkpoint): as safetensors, %s; "
-				"as llama2.c, %s",
+				"safetensors, rwkv.cpp and a llama2.c legacy checkpoint): as "
+				"safetensors, %s; as llama2.c, %s",
 				st_err.message, l2c_err.message);
 	if (rc != UC_OK && err)
 		*err = l2c_err;

@@ -89,6 +89,15 @@ uc_status ucp_llama2c_parse(const uint8_t *file, uint64_t file_size, ucp_parsed_
 /* Returns 1 when the bytes start with the magic of the newer llama2.c format ("ak42"). */
 int ucp_llama2c_is_versioned(const uint8_t *file, uint64_t file_size);
 
+/* Parses and validates an rwkv.cpp model file held in memory. Shapes are reported in
+ * PyTorch order, and the metadata entry "config" is JSON built from the header. On
+ * success *out is new and owned by the caller. */
+uc_status ucp_rwkvcpp_parse(const uint8_t *file, uint64_t file_size, ucp_parsed_file **out,
+			    uc_error *err);
+
+/* Returns 1 when the bytes start with the rwkv.cpp magic ("ggmf"). */
+int ucp_rwkvcpp_looks_like(const uint8_t *file, uint64_t file_size);
+
 /* A read-only mapping of one whole file. */
 typedef struct {
 	char *path;

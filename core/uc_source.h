@@ -1,5 +1,6 @@
 /* Source checkpoints: safetensors files, sharded safetensors checkpoints (through their
- * model.safetensors.index.json) and llama2.c checkpoints, read through one interface.
+ * model.safetensors.index.json), llama2.c checkpoints and rwkv.cpp model files, read
+ * through one interface.
  * Also the safetensors writer used by `uc unpack`. */
 #ifndef UC_SOURCE_H
 #define UC_SOURCE_H
@@ -32,15 +33,18 @@ typedef enum {
 	UC_SOURCE_SAFETENSORS = 0,
 	UC_SOURCE_SAFETENSORS_INDEX = 1,
 	UC_SOURCE_LLAMA2C = 2,
+	UC_SOURCE_RWKVCPP = 3,
 } uc_source_kind;
 
 typedef struct uc_source uc_source;
 
 /* Opens a checkpoint read-only (memory-mapped). The kind is detected from the content:
- * a JSON object with "weight_map" is an index, a file whose header parses as safetensors
- * is one, otherwise a llama2.c checkpoint is tried. Every header field is validated
- * before use; the message names the file and the bad value. On success the caller owns
- * *out and frees it with uc_source_close. */
+ * a file whose first non-space byte is '{' is read as a JSON index with "weight_map",
+ * a file whose length prefix fits and whose header starts with '{' as safetensors, a
+ * file that starts with the magic "ggmf" as rwkv.cpp, and any other file as a legacy
+ * llama2.c checkpoint. Every header field is validated before use; the message names
+ * the file and the bad value. On success the caller owns *out and frees it with
+ * uc_source_close. */
 UC_API uc_status uc_source_open(const char *path, uc_source **out, uc_error *err);
 UC_API void uc_source_close(uc_source *src);
 UC_API uc_source_kind uc_source_get_kind(const uc_source *src);
@@ -52,8 +56,8 @@ UC_API const uc_tensor_view *uc_source_tensor(const uc_source *src, size_t index
 /* Returns the tensor with this exact name, or NULL. */
 UC_API const uc_tensor_view *uc_source_find(const uc_source *src, const char *name);
 /* Returns a string value of the safetensors "__metadata__" object (of the first file
- * for a sharded checkpoint), or NULL. A llama2.c source reports "config" as JSON built from
- * its header. Borrowed. */
+ * for a sharded checkpoint), or NULL. A llama2.c or rwkv.cpp source reports "config" as
+ * JSON built from its header. Borrowed. */
 UC_API const char *uc_source_metadata(const uc_source *src, const char *key);
 
 /* Converts elements [first, first + count) of a tensor to float32 (exact for every dtype). */

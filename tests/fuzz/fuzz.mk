@@ -6,11 +6,12 @@
 # and one line in your fragment:
 #   FUZZERS += NAME
 # and append any libuc source it needs that is not listed below to FUZZ_LIBUC_FILES.
-FUZZERS += fuzz_safetensors fuzz_llama2c
+FUZZERS += fuzz_safetensors fuzz_llama2c fuzz_rwkvcpp
 
 # libuc sources compiled directly into every target (paths relative to the source tree).
 FUZZ_LIBUC_FILES = core/error.c core/alloc.c core/sha256.c \
-	core/source.c core/safetensors.c core/st_writer.c core/st_index.c core/llama2c.c
+	core/source.c core/safetensors.c core/st_writer.c core/st_index.c core/llama2c.c \
+	core/rwkvcpp.c
 
 FUZZ_CPPFLAGS = -I$(top_srcdir)/core -I$(top_builddir) $(JANSSON_CFLAGS) $(OPENSSL_CFLAGS)
 FUZZ_LIBS = $(JANSSON_LIBS) $(OPENSSL_LIBS) -lm -lpthread
@@ -29,5 +30,6 @@ fuzz:
 .PHONY: fuzz
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-rules.gmk tests/fuzz/seeds \
-	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_safetensors.dict tests/fuzz/fuzz_llama2c.c
-CLEANFILES += tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_llama2c
+	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_safetensors.dict tests/fuzz/fuzz_llama2c.c \
+	tests/fuzz/fuzz_rwkvcpp.c
+CLEANFILES += tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_llama2c tests/fuzz/fuzz_rwkvcpp

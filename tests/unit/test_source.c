@@ -151,8 +151,8 @@ START_TEST(unknown_format_lists_tried)
 	uc_error err;
 	ck_assert_int_eq(uc_source_open(path, &src, &err), UC_ERR_FORMAT);
 	ck_assert_ptr_nonnull(strstr(err.message, "notes.txt: not a checkpoint in any supported "
-						  "format (tried a safetensors index, safetensors "
-						  "and a llama2.c legacy checkpoint)"));
+						  "format (tried a safetensors index, safetensors, "
+						  "rwkv.cpp and a llama2.c legacy checkpoint)"));
 	ck_assert_ptr_nonnull(strstr(err.message, "as safetensors, header length"));
 	ck_assert_ptr_nonnull(strstr(err.message, "; as llama2.c, llama2.c "));
 
