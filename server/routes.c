@@ -3,12 +3,23 @@
 #include "routes.h"
 
 #include "blobs.h"
+#include "packs.h"
 
+/* {} matches one path segment; handlers read their parameters from req->segments. */
 const reg_route reg_routes[] = {
 	{ "GET", "/healthz", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_health_get },
 	{ "GET", "/metrics", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_metrics_get },
 	{ "GET", "/api/blobs/sha256/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_blob_get },
 	{ "PUT", "/api/blobs/sha256/{}", REG_AUTH_PUSH, REG_BODY_STREAM, reg_blob_open_sink,
 	  reg_blob_put },
+	{ "GET", "/api/packs", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_packs_list },
+	{ "GET", "/api/packs/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_pack_get },
+	{ "GET", "/api/packs/{}/versions", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_versions_list },
+	{ "GET", "/api/packs/{}/versions/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_version_get },
+	{ "PUT", "/api/packs/{}/versions/{}", REG_AUTH_PUSH, REG_BODY_JSON, NULL, reg_version_put },
+	{ "GET", "/api/packs/{}/versions/{}/manifest", REG_AUTH_NONE, REG_BODY_NONE, NULL,
+	  reg_manifest_get },
+	{ "GET", "/api/jobs/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_job_get },
+	{ "GET", "/api/changes", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_changes_get },
 };
 const size_t reg_route_count = sizeof reg_routes / sizeof reg_routes[0];

@@ -14,6 +14,8 @@ server_ucregd_SOURCES = \
 	server/routes.c server/routes.h \
 	server/auth.c server/auth.h \
 	server/blobs.c server/blobs.h \
+	server/packs.c server/packs.h \
+	server/catalog.c server/catalog_list.c \
 	server/system.c \
 	server/workers.c server/workers.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
@@ -36,7 +38,13 @@ PY_LOG_COMPILER = $(PYTHON3)
 AM_PY_LOG_FLAGS =
 SERVER_TESTS = \
 	tests/server/test_daemon.py \
-	tests/server/test_blobs.py
+	tests/server/test_blobs.py \
+	tests/server/test_packs.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3
+
+# Writes real packs for the integration tests.
+check_PROGRAMS += tests/server/make_pack
+tests_server_make_pack_SOURCES = tests/server/make_pack.c
+tests_server_make_pack_LDADD = core/libuc_core.la $(OPENSSL_LIBS) $(JANSSON_LIBS) -lm -lpthread

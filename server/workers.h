@@ -9,7 +9,7 @@ int reg_workers_start(unsigned count);
 /* Wakes the workers to look for new jobs (after a job was queued). */
 void reg_workers_notify(void);
 
-/* Asks every worker to stop, waits for the job each one is running to end, and joins them. */
+/* Asks every worker to stop, lets each finish the job it is running, and joins them. */
 void reg_workers_stop(void);
 
 #endif

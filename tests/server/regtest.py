@@ -181,3 +181,32 @@ def main():
         print("ucregd is not built at " + UCREGD)
         raise SystemExit(77)
     unittest.main(verbosity=2)
+
+
+MAKE_PACK = os.path.join(BUILD_DIR, "tests", "server", "make_pack")
+DATA_DIR = os.environ.get("UC_DATA_DIR", os.path.join(SOURCE_DIR, "..", "shared", "data"))
+
+
+def make_pack(out_dir, source="stories260K.safetensors", family="dense"):
+    """Writes a real pack of `source` from UC_DATA_DIR and returns (manifest bytes, shards)
+    where shards maps each digest to its bytes."""
+    subprocess.run([MAKE_PACK, os.path.join(DATA_DIR, source), out_dir, family], check=True,
+                   capture_output=True)
+    with open(os.path.join(out_dir, "manifest.json"), "rb") as f:
+        manifest = f.read()
+    shards = {}
+    for shard in json.loads(manifest)["shards"]:
+        with open(os.path.join(out_dir, shard["file"]), "rb") as f:
+            shards[shard["sha256"]] = f.read()
+    return manifest, shards
+
+
+def wait_for_job(daemon, job_url, timeout=30.0):
+    """Polls a job until it is done or failed and returns its JSON."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = daemon.request("GET", job_url).json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError("job %s did not finish:\n%s" % (job_url, daemon.log()))
