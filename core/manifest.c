@@ -3,6 +3,7 @@
 #include "pack_internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,6 +125,24 @@ long uc_manifest_find_tensor(const uc_manifest *manifest, const char *name)
 			return (long)i;
 	}
 	return -1;
+}
+
+int ucp_text_check(const char *text, size_t len, size_t max_bytes, int multiline, char *why,
+		   size_t why_size)
+{
+	if (len == 0 || len > max_bytes) {
+		snprintf(why, why_size, "must be 1 to %zu bytes long, found %zu", max_bytes, len);
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+		int allowed = c >= 0x20 || (multiline && (c == '\n' || c == '\r' || c == '\t'));
+		if (!allowed) {
+			snprintf(why, why_size, "contains control character 0x%02x at byte %zu", c, i);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 int uc_family_valid(const char *family)

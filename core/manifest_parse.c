@@ -99,28 +99,27 @@ static uc_status get_real(parser *p, const json_t *parent, const char *key, int 
 	return UC_OK;
 }
 
-/* Borrows a string of 1..max_bytes bytes without control characters. */
-static uc_status get_text(parser *p, const json_t *parent, const char *key, size_t max_bytes,
-			  const char **out)
+/* Borrows a string field that passes ucp_text_check. */
+static uc_status get_string(parser *p, const json_t *parent, const char *key, size_t max_bytes,
+			    int multiline, const char **out)
 {
 	json_t *value = json_object_get(parent, key);
 	if (!json_is_string(value))
 		return type_error(p, key, "a string", value);
 
+	char why[128];
 	const char *text = json_string_value(value);
-	size_t len = json_string_length(value);
-	if (len == 0 || len > max_bytes)
-		return ucp_fail(p->err, UC_ERR_FORMAT,
-				"manifest field %s%s%s must be 1 to %zu bytes long, found %zu", p->path,
-				*p->path ? "." : "", key, max_bytes, len);
-	for (size_t i = 0; i < len; i++) {
-		if ((unsigned char)text[i] < 0x20)
-			return ucp_fail(p->err, UC_ERR_FORMAT,
-					"manifest field %s%s%s contains control character 0x%02x at byte %zu",
-					p->path, *p->path ? "." : "", key, (unsigned)(unsigned char)text[i], i);
-	}
+	if (ucp_text_check(text, json_string_length(value), max_bytes, multiline, why, sizeof why) != 0)
+		return ucp_fail(p->err, UC_ERR_FORMAT, "manifest field %s%s%s %s", p->path,
+				*p->path ? "." : "", key, why);
 	*out = text;
 	return UC_OK;
+}
+
+static uc_status get_text(parser *p, const json_t *parent, const char *key, size_t max_bytes,
+			  const char **out)
+{
+	return get_string(p, parent, key, max_bytes, 0, out);
 }
 
 /* Copies a string field, or stores NULL when the field is null and `nullable`. */
@@ -132,8 +131,10 @@ static uc_status copy_text(parser *p, const json_t *parent, const char *key, siz
 		return UC_OK;
 	}
 
+	/* The model config is a JSON document of its own and may span lines. */
 	const char *text;
-	uc_status rc = get_text(p, parent, key, max_bytes, &text);
+	int multiline = strcmp(key, "config") == 0;
+	uc_status rc = get_string(p, parent, key, max_bytes, multiline, &text);
 	if (rc != UC_OK)
 		return rc;
 	*out = ucp_strdup(text);

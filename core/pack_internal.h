@@ -54,6 +54,12 @@ struct uc_manifest {
  * out of memory. Freed with uc_manifest_free. */
 uc_manifest *ucp_manifest_alloc(size_t n_shards, size_t n_tensors);
 
+/* Checks a manifest string of `len` bytes: 1..max_bytes long, no NUL, no control
+ * characters except newline, carriage return and tab when `multiline`. Returns 0, or -1
+ * with the reason in `why` (a phrase such as "contains control character 0x01 at byte 5"). */
+int ucp_text_check(const char *text, size_t len, size_t max_bytes, int multiline, char *why,
+		   size_t why_size);
+
 /* Bytes a tensor occupies in its shard for its element count, dtype and encoding. -1 when
  * the count overflows. */
 int ucp_encoded_length(uint64_t n_elements, uc_dtype dtype, uc_encoding encoding, uint64_t *out);
@@ -80,14 +86,11 @@ uc_status ucp_shard_map_open(const char *dir, const uc_manifest_shard *shard, uc
 			     uc_error *err);
 void ucp_shard_map_close(ucp_shard_map *map);
 
-/* Receives reconstructed bytes in order; see uc_chunk_fn. */
-typedef uc_status (*ucp_sink_fn)(void *ctx, const uint8_t *data, size_t len, uc_error *err);
-
 /* Rebuilds `tensor` from its encoded bytes `span` (tensor->length bytes) in pieces of at
  * most UC_RECONSTRUCT_CHUNK_BYTES, handing each to `sink`. `scratch` has room for
  * UC_RECONSTRUCT_CHUNK_BYTES bytes and is only used for uc5 tensors. */
 uc_status ucp_tensor_reconstruct(const uc_manifest_tensor *tensor, const uint8_t *span,
-				 uint8_t *scratch, ucp_sink_fn sink, void *ctx, uc_error *err);
+				 uint8_t *scratch, uc_chunk_fn sink, void *ctx, uc_error *err);
 
 /* Reconstructs `tensor` and returns the SHA-256 of the reconstructed bytes. */
 uc_status ucp_tensor_digest(const uc_manifest_tensor *tensor, const uint8_t *span,
@@ -116,6 +119,115 @@ typedef struct {
 int ucp_progress_init(ucp_progress *progress, uc_progress_fn fn, void *ctx, uint64_t total);
 void ucp_progress_add(ucp_progress *progress, uint64_t units);
 void ucp_progress_destroy(ucp_progress *progress);
+
+/* Reads a whole file of at most `max_bytes` into a new buffer (ucp_free) with a NUL after
+ * the data. UC_ERR_IO when it cannot be read, UC_ERR_FORMAT when it is larger. */
+uc_status ucp_read_file(const char *path, size_t max_bytes, char **out, size_t *len, uc_error *err);
+
+/* Joins a directory and a file name into a new string (ucp_free); NULL when out of memory. */
+char *ucp_path_join(const char *dir, const char *name);
+
+/* Pack writing: tensors are encoded in chunks of this many weights (whole uc5 super-blocks),
+ * so several threads share a large tensor. Fidelity sums are kept per chunk and added in
+ * chunk order, so the manifest does not depend on the thread count. */
+#define UCP_PACK_CHUNK_WEIGHTS ((uint64_t)1 << 16)
+
+typedef struct {
+	size_t tensor;
+	uint64_t first;
+	uint64_t count;
+} ucp_chunk;
+
+/* Outcome of one chunk: fidelity partial sums, or the failure that stops the pack. */
+typedef struct {
+	double signal;    /* sum of source^2 */
+	double noise;     /* sum of (source - reconstructed)^2 */
+	double max_error;
+	uc_status status;
+	uc_error err;
+} ucp_chunk_result;
+
+/* Scratch memory of one encoding thread. */
+typedef struct {
+	float *source;        /* UCP_PACK_CHUNK_WEIGHTS floats */
+	uint8_t *encoded;     /* uc5 bytes of one chunk */
+	uint8_t *decoded;     /* one chunk in the target dtype */
+} ucp_encode_buffers;
+
+/* State shared by the encoding threads of one pass. */
+typedef struct {
+	const uc_tensor_view *const *views; /* source tensor of each manifest tensor */
+	const uc_manifest *manifest;        /* the layout being written */
+	const int *shard_fds;
+	const ucp_chunk *chunks;
+	ucp_chunk_result *results;
+	int *range_fallback;          /* per tensor: uc5_encode returned UC_ERR_RANGE */
+	ucp_encode_buffers *buffers;  /* per worker */
+	size_t first_failure;         /* lowest failed chunk index, SIZE_MAX when none */
+	ucp_progress *progress;
+} ucp_encode_pass;
+
+int ucp_encode_buffers_init(ucp_encode_buffers *buffers);
+void ucp_encode_buffers_free(ucp_encode_buffers *buffers);
+/* ucp_task_fn for one chunk of an ucp_encode_pass. */
+void ucp_encode_chunk(void *pass, size_t index, unsigned worker);
+
+/* Verification stages, in the order they run. */
+typedef enum {
+	UCP_STAGE_STRUCTURE = 0,
+	UCP_STAGE_INTEGRITY = 1,
+	UCP_STAGE_RECONSTRUCTION = 2,
+	UCP_STAGE_COUNT
+} ucp_stage;
+
+typedef enum {
+	UCP_STAGE_SKIPPED = 0, /* not run because an earlier stage failed */
+	UCP_STAGE_PASSED = 1,
+	UCP_STAGE_FAILED = 2,
+} ucp_stage_result;
+
+/* One failure found by verification: the stage, what failed ("manifest", "shard" or
+ * "tensor") and its name, the status and a message. Strings are owned by the report. */
+typedef struct {
+	ucp_stage stage;
+	const char *subject_kind;
+	char *subject;
+	uc_status status;
+	char *message;
+} ucp_report_error;
+
+/* The outcome for one tensor of a pack whose reconstruction stage ran. */
+typedef struct {
+	char *name;
+	uc_encoding encoding;
+	uint8_t expected_sha256[UC_SHA256_BYTES];
+	uint8_t actual_sha256[UC_SHA256_BYTES];
+	int reconstructed; /* 0 when decoding failed, so actual_sha256 is unset */
+	int ok;
+	double sqnr_db;    /* from the manifest; NAN for null */
+} ucp_report_tensor;
+
+struct uc_report {
+	uc_verdict verdict;
+	ucp_stage_result stages[UCP_STAGE_COUNT];
+	double stage_seconds[UCP_STAGE_COUNT];
+
+	size_t n_errors;
+	ucp_report_error *errors;
+	size_t n_tensors;
+	ucp_report_tensor *tensors;
+
+	int has_manifest_sha256; /* 0 when the manifest could not be read */
+	uint8_t manifest_sha256[UC_SHA256_BYTES];
+	uc_isa isa;
+	unsigned threads;
+	uint64_t bytes_hashed;
+};
+
+/* Appends an error; the strings are copied. -1 when out of memory. */
+int ucp_report_add_error(uc_report *report, ucp_stage stage, const char *subject_kind,
+			 const char *subject, uc_status status, const char *message);
+const char *ucp_stage_name(ucp_stage stage);
 
 /* Returns monotonic time in seconds. */
 double ucp_now_seconds(void);

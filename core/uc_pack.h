@@ -170,6 +170,10 @@ UC_API uc_status uc_verify_pack(const char *pack_dir, const uc_verify_options *o
 				uc_report **out, uc_error *err);
 
 UC_API uc_verdict uc_report_verdict(const uc_report *report);
+/* Returns "ok", "structure_failed", "integrity_failed" or "reconstruction_failed". */
+UC_API const char *uc_verdict_name(uc_verdict verdict);
+/* Number of failures recorded (0 exactly when the verdict is UC_VERDICT_OK). */
+UC_API size_t uc_report_error_count(const uc_report *report);
 /* Returns the report as a JSON document (new string, free with uc_free), or NULL when out
  * of memory. */
 UC_API char *uc_report_to_json(const uc_report *report);
