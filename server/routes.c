@@ -19,6 +19,11 @@ const reg_route reg_routes[] = {
 	{ "PUT", "/api/packs/{}/versions/{}", REG_AUTH_PUSH, REG_BODY_JSON, NULL, reg_version_put },
 	{ "GET", "/api/packs/{}/versions/{}/manifest", REG_AUTH_NONE, REG_BODY_NONE, NULL,
 	  reg_manifest_get },
+	{ "POST", "/api/packs/{}/versions/{}/evaluations", REG_AUTH_PUSH, REG_BODY_JSON, NULL,
+	  reg_evaluation_post },
+	{ "POST", "/api/packs/{}/versions/{}/yank", REG_AUTH_PUSH, REG_BODY_JSON, NULL,
+	  reg_version_yank },
+	{ "GET", "/api/stats", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_stats_get },
 	{ "GET", "/api/jobs/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_job_get },
 	{ "GET", "/api/changes", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_changes_get },
 };

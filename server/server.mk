@@ -16,6 +16,7 @@ server_ucregd_SOURCES = \
 	server/blobs.c server/blobs.h \
 	server/packs.c server/packs.h \
 	server/catalog.c server/catalog_list.c \
+	server/evaluations.c server/stats.c \
 	server/system.c \
 	server/workers.c server/workers.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
@@ -39,7 +40,8 @@ AM_PY_LOG_FLAGS =
 SERVER_TESTS = \
 	tests/server/test_daemon.py \
 	tests/server/test_blobs.py \
-	tests/server/test_packs.py
+	tests/server/test_packs.py \
+	tests/server/test_evaluations.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3
