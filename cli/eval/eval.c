@@ -103,6 +103,7 @@ typedef struct {
 typedef struct {
 	const eval_model *model;
 	score_item *items;
+	size_t *order; /* item indexes, longest run first, so the last runs to finish are short */
 	size_t count;
 	atomic_size_t next;
 } score_job;
@@ -143,10 +144,10 @@ static void *score_thread(void *arg)
 	score_job *job = worker->job;
 	uint32_t vocab = eval_model_vocab_size(job->model);
 	for (;;) {
-		size_t index = atomic_fetch_add(&job->next, 1);
-		if (index >= job->count)
+		size_t next = atomic_fetch_add(&job->next, 1);
+		if (next >= job->count)
 			break;
-		run_item(worker->state, vocab, &job->items[index]);
+		run_item(worker->state, vocab, &job->items[job->order[next]]);
 	}
 	return NULL;
 }
@@ -233,6 +234,36 @@ unsigned eval_choose_threads(unsigned requested)
 	return threads > EVAL_MAX_THREADS ? EVAL_MAX_THREADS : threads;
 }
 
+/* qsort has no context argument, so the comparator reads the items through this pointer,
+ * guarded by sort_lock. */
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+static const score_item *sort_items;
+
+static int compare_longer_first(const void *a, const void *b)
+{
+	size_t x = *(const size_t *)a, y = *(const size_t *)b;
+	size_t x_len = sort_items[x].window.end - sort_items[x].window.start;
+	size_t y_len = sort_items[y].window.end - sort_items[y].window.start;
+	if (x_len != y_len)
+		return x_len > y_len ? -1 : 1;
+	return (x > y) - (x < y);
+}
+
+static uc_status order_longest_first(score_job *job, uc_error *err)
+{
+	job->order = calloc(job->count ? job->count : 1, sizeof *job->order);
+	if (!job->order)
+		return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu runs", job->count);
+	for (size_t i = 0; i < job->count; i++)
+		job->order[i] = i;
+	pthread_mutex_lock(&sort_lock);
+	sort_items = job->items;
+	qsort(job->order, job->count, sizeof *job->order, compare_longer_first);
+	sort_items = NULL;
+	pthread_mutex_unlock(&sort_lock);
+	return UC_OK;
+}
+
 static unsigned choose_threads(unsigned requested, size_t items)
 {
 	unsigned threads = eval_choose_threads(requested);
@@ -289,6 +320,11 @@ uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 
 	score_job job = {.model = model, .items = items, .count = count};
 	atomic_init(&job.next, 0);
+	rc = order_longest_first(&job, err);
+	if (rc != UC_OK) {
+		free(items);
+		return rc;
+	}
 	double started = now_seconds();
 	rc = run_items(&job, choose_threads(options->threads, count), err);
 	out->seconds = now_seconds() - started;
@@ -300,6 +336,7 @@ uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 		out->fed += items[i].window.end - items[i].window.start;
 	}
 	out->documents = set->count;
+	free(job.order);
 	free(items);
 	return rc;
 }

@@ -35,8 +35,9 @@ struct eval_llama {
 struct eval_llama_state {
 	const eval_llama *llama;
 	uint32_t pos;
-	float *x, *xb, *xb2, *q, *hb, *hb2, *scores, *logits;
-	float *key_cache, *value_cache; /* [n_layers][max_seq_len][kv_dim] */
+	float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *scores, *logits;
+	/* [n_layers][n_kv_heads][max_seq_len][head_size]: each head's keys are contiguous rows */
+	float *key_cache, *value_cache;
 };
 
 /* Reads a positive integer field of the configuration; `fallback` is used when the field
@@ -321,6 +322,8 @@ uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, 
 	state->xb = alloc_floats(llama->dim, 1, &failed);
 	state->xb2 = alloc_floats(llama->dim, 1, &failed);
 	state->q = alloc_floats(llama->dim, 1, &failed);
+	state->k = alloc_floats(llama->kv_dim, 1, &failed);
+	state->v = alloc_floats(llama->kv_dim, 1, &failed);
 	state->hb = alloc_floats(llama->hidden_dim, 1, &failed);
 	state->hb2 = alloc_floats(llama->hidden_dim, 1, &failed);
 	state->scores = alloc_floats(llama->max_seq_len, 1, &failed);
@@ -345,6 +348,8 @@ void eval_llama_state_free(eval_llama_state *state)
 	free(state->xb);
 	free(state->xb2);
 	free(state->q);
+	free(state->k);
+	free(state->v);
 	free(state->hb);
 	free(state->hb2);
 	free(state->scores);
@@ -389,30 +394,46 @@ static void softmax(float *x, uint32_t n)
 		x[i] /= sum;
 }
 
+/* Returns the cache row of (layer, KV head, position). */
+static size_t cache_row(const eval_llama *llama, uint32_t layer, uint32_t kv_head, uint32_t pos)
+{
+	size_t head_index = (size_t)layer * llama->n_kv_heads + kv_head;
+	return (head_index * llama->max_seq_len + pos) * llama->head_size;
+}
+
+/* Stores this position's keys and values (state->k, state->v) in the cache. */
+static void store_kv(eval_llama_state *state, uint32_t layer)
+{
+	const eval_llama *llama = state->llama;
+	size_t bytes = llama->head_size * sizeof(float);
+	for (uint32_t h = 0; h < llama->n_kv_heads; h++) {
+		size_t row = cache_row(llama, layer, h, state->pos);
+		memcpy(state->key_cache + row, state->k + (size_t)h * llama->head_size, bytes);
+		memcpy(state->value_cache + row, state->v + (size_t)h * llama->head_size, bytes);
+	}
+}
+
 /* Multi-head attention of the query in state->q over positions 0..pos; result in xb. */
 static void attend(eval_llama_state *state, uint32_t layer)
 {
 	const eval_llama *llama = state->llama;
 	uint32_t group = llama->n_heads / llama->n_kv_heads;
+	uint32_t positions = state->pos + 1;
 	float scale = 1.0f / sqrtf((float)llama->head_size);
-	size_t layer_offset = (size_t)layer * llama->max_seq_len * llama->kv_dim;
 
 	for (uint32_t h = 0; h < llama->n_heads; h++) {
 		const float *q = state->q + (size_t)h * llama->head_size;
-		size_t head_offset = layer_offset + (size_t)(h / group) * llama->head_size;
-		for (uint32_t t = 0; t <= state->pos; t++) {
-			const float *k = state->key_cache + head_offset + (size_t)t * llama->kv_dim;
-			float dot = 0.0f;
-			for (uint32_t i = 0; i < llama->head_size; i++)
-				dot += q[i] * k[i];
-			state->scores[t] = dot * scale;
-		}
-		softmax(state->scores, state->pos + 1);
+		size_t first_row = cache_row(llama, layer, h / group, 0);
+		eval_matvec(state->scores, state->key_cache + first_row, q, positions,
+			    llama->head_size);
+		for (uint32_t t = 0; t < positions; t++)
+			state->scores[t] *= scale;
+		softmax(state->scores, positions);
 
 		float *out = state->xb + (size_t)h * llama->head_size;
 		memset(out, 0, llama->head_size * sizeof(float));
-		for (uint32_t t = 0; t <= state->pos; t++) {
-			const float *v = state->value_cache + head_offset + (size_t)t * llama->kv_dim;
+		for (uint32_t t = 0; t < positions; t++) {
+			const float *v = state->value_cache + first_row + (size_t)t * llama->head_size;
 			float weight = state->scores[t];
 			for (uint32_t i = 0; i < llama->head_size; i++)
 				out[i] += weight * v[i];
@@ -443,16 +464,13 @@ const float *eval_llama_step(eval_llama_state *state, uint32_t token)
 
 	for (uint32_t l = 0; l < llama->n_layers; l++) {
 		const llama_layer *layer = &llama->layers[l];
-		size_t cache_row = ((size_t)l * llama->max_seq_len + pos) * llama->kv_dim;
-		float *k = state->key_cache + cache_row;
-		float *v = state->value_cache + cache_row;
-
 		eval_rmsnorm(state->xb, state->x, layer->attention_norm, llama->dim, LLAMA_NORM_EPS);
 		eval_matvec(state->q, layer->wq, state->xb, llama->dim, llama->dim);
-		eval_matvec(k, layer->wk, state->xb, llama->kv_dim, llama->dim);
-		eval_matvec(v, layer->wv, state->xb, llama->kv_dim, llama->dim);
+		eval_matvec(state->k, layer->wk, state->xb, llama->kv_dim, llama->dim);
+		eval_matvec(state->v, layer->wv, state->xb, llama->kv_dim, llama->dim);
 		apply_rope(llama, state->q, llama->dim, pos);
-		apply_rope(llama, k, llama->kv_dim, pos);
+		apply_rope(llama, state->k, llama->kv_dim, pos);
+		store_kv(state, l);
 
 		attend(state, l);
 		eval_matvec(state->xb2, layer->wo, state->xb, llama->dim, llama->dim);

@@ -6,7 +6,7 @@
 #include "eval.h"
 
 /* Shared kernels (kernels.c). */
-/* out[i] = sum_j w[i * cols + j] * x[j] for i < rows, accumulated in float32 in j order. */
+/* out[i] = sum_j w[i * cols + j] * x[j] for i < rows, in float32 and a fixed summation order. */
 void eval_matvec(float *out, const float *w, const float *x, uint32_t rows, uint32_t cols);
 void eval_rmsnorm(float *out, const float *x, const float *weight, uint32_t n, float eps);
 void eval_layernorm(float *out, const float *x, const float *weight, const float *bias,
