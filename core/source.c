@@ -177,15 +177,17 @@ static uc_status open_single(uc_source *src, ucp_mapping *file,
 /* Detects the kind of a mapped file and reads it into `src`. Takes ownership of `file`. */
 static uc_status open_detected(uc_source *src, ucp_mapping *file, uc_error *err)
 {
+	/* safetensors first: a header length of 123 starts the file with '{'. The reverse
+	 * cannot happen, because eight bytes of JSON text read as a length exceed the limit. */
+	if (ucp_st_looks_like(file->data, file->size)) {
+		src->kind = UC_SOURCE_SAFETENSORS;
+		return open_single(src, file, ucp_st_parse, err);
+	}
 	if (looks_like_json(file)) {
 		src->kind = UC_SOURCE_SAFETENSORS_INDEX;
 		uc_status rc = ucp_index_open(src, file, err);
 		ucp_unmap_file(file);
 		return rc;
-	}
-	if (ucp_st_looks_like(file->data, file->size)) {
-		src->kind = UC_SOURCE_SAFETENSORS;
-		return open_single(src, file, ucp_st_parse, err);
 	}
 	if (ucp_rwkvcpp_looks_like(file->data, file->size)) {
 		src->kind = UC_SOURCE_RWKVCPP;
@@ -333,21 +335,22 @@ static float bf16_bits_to_f32(uint16_t b)
 
 void uc_tensor_to_f32(const uc_tensor_view *tensor, uint64_t first, uint64_t count, float *out)
 {
-	const uint8_t *data = tensor->data;
-	for (uint64_t i = 0; i < count; i++) {
-		uint64_t index = first + i;
-		switch (tensor->dtype) {
-		case UC_DTYPE_F32: {
-			uint32_t bits = ucp_load_le32(data + 4 * index);
+	const uint8_t *data = tensor->data + first * ucp_dtype_size(tensor->dtype);
+	switch (tensor->dtype) {
+	case UC_DTYPE_F32:
+		/* The data may be unaligned, because safetensors headers have any length. */
+		for (uint64_t i = 0; i < count; i++) {
+			uint32_t bits = ucp_load_le32(data + 4 * i);
 			memcpy(&out[i], &bits, sizeof bits);
-			break;
 		}
-		case UC_DTYPE_F16:
-			out[i] = f16_bits_to_f32(ucp_load_le16(data + 2 * index));
-			break;
-		case UC_DTYPE_BF16:
-			out[i] = bf16_bits_to_f32(ucp_load_le16(data + 2 * index));
-			break;
-		}
+		break;
+	case UC_DTYPE_F16:
+		for (uint64_t i = 0; i < count; i++)
+			out[i] = f16_bits_to_f32(ucp_load_le16(data + 2 * i));
+		break;
+	case UC_DTYPE_BF16:
+		for (uint64_t i = 0; i < count; i++)
+			out[i] = bf16_bits_to_f32(ucp_load_le16(data + 2 * i));
+		break;
 	}
 }

@@ -38,11 +38,11 @@ typedef enum {
 
 typedef struct uc_source uc_source;
 
-/* Opens a checkpoint read-only (memory-mapped). The kind is detected from the content:
- * a file whose first non-space byte is '{' is read as a JSON index with "weight_map",
- * a file whose length prefix fits and whose header starts with '{' as safetensors, a
- * file that starts with the magic "ggmf" as rwkv.cpp, and any other file as a legacy
- * llama2.c checkpoint. Every header field is validated before use; the message names
+/* Opens a checkpoint read-only (memory-mapped). The kind is detected from the content,
+ * in this order: a file whose length prefix fits and whose header starts with '{' is
+ * safetensors, a file whose first non-space byte is '{' is a JSON index with
+ * "weight_map", a file that starts with the magic "ggmf" is rwkv.cpp, and any other file
+ * is read as a legacy llama2.c checkpoint. Every header field is validated before use; the message names
  * the file and the bad value. On success the caller owns *out and frees it with
  * uc_source_close. */
 UC_API uc_status uc_source_open(const char *path, uc_source **out, uc_error *err);

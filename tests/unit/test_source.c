@@ -176,6 +176,33 @@ START_TEST(missing_path_is_io_error)
 }
 END_TEST
 
+START_TEST(detects_each_kind)
+{
+	const struct {
+		const char *path;
+		int in_data_dir;
+		uc_source_kind kind;
+	} cases[] = {
+		{ "stories260K.safetensors", 1, UC_SOURCE_SAFETENSORS },
+		{ "stories260K.bin", 1, UC_SOURCE_LLAMA2C },
+		{ "tiny-rwkv-5v2-730K-FP32.bin", 1, UC_SOURCE_RWKVCPP },
+		{ "index/ok_two_shards/model.safetensors.index.json", 0, UC_SOURCE_SAFETENSORS_INDEX },
+		/* A 123-byte header makes the first byte '{', as in a JSON index. */
+		{ "safetensors/ok_header_length_123.safetensors", 0, UC_SOURCE_SAFETENSORS },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *path = cases[i].in_data_dir ? tu_data_path(cases[i].path)
+							: tu_fixture_path(cases[i].path);
+		uc_source *src;
+		uc_error err;
+		ck_assert_msg(uc_source_open(path, &src, &err) == UC_OK, "%s", err.message);
+		ck_assert_msg(uc_source_get_kind(src) == cases[i].kind, "%s: kind %d", cases[i].path,
+			      (int)uc_source_get_kind(src));
+		uc_source_close(src);
+	}
+}
+END_TEST
+
 START_TEST(malformed_safetensors_names_file)
 {
 	uc_source *src;
@@ -198,6 +225,7 @@ int main(void)
 	tcase_add_test(tc, index_open_survives_allocation_failures);
 	tcase_add_test(tc, unknown_format_lists_tried);
 	tcase_add_test(tc, missing_path_is_io_error);
+	tcase_add_test(tc, detects_each_kind);
 	tcase_add_test(tc, malformed_safetensors_names_file);
 	suite_add_tcase(s, tc);
 
