@@ -46,3 +46,10 @@ tests_unit_test_eval_protocol_CPPFLAGS = $(EVAL_TEST_INCLUDES)
 tests_unit_test_eval_protocol_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_eval_protocol_LDADD = $(EVAL_TEST_LIBS)
 TESTS += tests/unit/test_eval_protocol
+
+check_PROGRAMS += tests/unit/test_eval_pack
+tests_unit_test_eval_pack_SOURCES = tests/unit/test_eval_pack.c
+tests_unit_test_eval_pack_CPPFLAGS = $(EVAL_TEST_INCLUDES)
+tests_unit_test_eval_pack_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_eval_pack_LDADD = $(EVAL_TEST_LIBS)
+TESTS += tests/unit/test_eval_pack
