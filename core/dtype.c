@@ -54,7 +54,7 @@ uint16_t uc_f32_to_bf16(float value)
 {
 	uint32_t u = float_bits(value);
 	if ((u & 0x7FFFFFFFu) > 0x7F800000u)
-		return (uint16_t)((u >> 16) | 0x0040);  /* set the quiet bit, keep sign and payload */
+		return (uint16_t)((u >> 16) | 0x0040);  /* set the quiet bit, keep the sign and high payload */
 	return (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1)) >> 16);
 }
 

@@ -28,7 +28,7 @@ static int isa_supported[UC_ISA_COUNT];
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static uc_error init_error;        /* written once inside init_once, read only afterwards */
 static atomic_int active_isa = UC_ISA_SCALAR;
-static atomic_int init_failed;     /* 1 while the UC_ISA failure stands (no path forced since) */
+static atomic_int init_failed;     /* 1 while a UC_ISA failure is in effect (no path forced since) */
 
 #ifdef UC_HAVE_X86_KERNELS
 /* Returns the XCR0 register: which register states the operating system saves. */

@@ -2,9 +2,8 @@
  * with its own flags and run only when the dispatcher has found AVX-512 and AVX2 on the CPU
  * and ZMM state saved by the OS. Results equal the scalar reference byte for byte.
  *
- * NOTE: no AVX-512 machine was available while writing this kernel, so it has been
- * compiled but never executed; the unit test compares it with the scalar reference
- * wherever the CPU supports it. */
+ * NOTE: this kernel has been compiled but never executed, because no AVX-512 machine was
+ * available. The unit test compares it with the scalar reference on CPUs that have it. */
 #include "internal.h"
 
 #include <immintrin.h>
