@@ -18,3 +18,9 @@ tests_unit_test_pack_SOURCES = tests/unit/test_pack.c
 tests_unit_test_pack_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_pack_LDADD = $(UNIT_LDADD)
 TESTS += tests/unit/test_pack
+
+check_PROGRAMS += tests/unit/test_verify
+tests_unit_test_verify_SOURCES = tests/unit/test_verify.c
+tests_unit_test_verify_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_verify_LDADD = $(UNIT_LDADD)
+TESTS += tests/unit/test_verify

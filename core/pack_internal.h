@@ -216,6 +216,7 @@ struct uc_report {
 	ucp_report_error *errors;
 	size_t n_tensors;
 	ucp_report_tensor *tensors;
+	size_t n_shards;  /* shards hashed by the integrity stage */
 
 	int has_manifest_sha256; /* 0 when the manifest could not be read */
 	uint8_t manifest_sha256[UC_SHA256_BYTES];

@@ -281,24 +281,30 @@ static void text_header(text_buffer *b, const uc_report *report)
 	}
 }
 
+static const char *plural(size_t n)
+{
+	return n == 1 ? "" : "s";
+}
+
 static void text_verdict(text_buffer *b, const uc_report *report)
 {
+	size_t n = report->n_errors;
 	switch (report->verdict) {
 	case UC_VERDICT_OK:
 		text_add(b, "STRUCTURE OK\nRECONSTRUCTION OK\n");
 		break;
 	case UC_VERDICT_STRUCTURE_FAILED:
-		text_add(b, "STRUCTURE FAILED: %zu errors\nRECONSTRUCTION NOT RUN: structure failed\n",
-			 report->n_errors);
+		text_add(b, "STRUCTURE FAILED: %zu error%s\nRECONSTRUCTION NOT RUN: structure failed\n", n,
+			 plural(n));
 		break;
 	case UC_VERDICT_INTEGRITY_FAILED:
-		text_add(b, "STRUCTURE OK\nINTEGRITY FAILED: %zu shards differ from the manifest\n"
+		text_add(b, "STRUCTURE OK\nINTEGRITY FAILED: %zu of %zu shard%s differ from the manifest\n"
 			    "RECONSTRUCTION NOT RUN: integrity failed\n",
-			 report->n_errors);
+			 n, report->n_shards, plural(report->n_shards));
 		break;
 	case UC_VERDICT_RECONSTRUCTION_FAILED:
-		text_add(b, "STRUCTURE OK\nRECONSTRUCTION FAILED: %zu of %zu tensors\n", report->n_errors,
-			 report->n_tensors);
+		text_add(b, "STRUCTURE OK\nRECONSTRUCTION FAILED: %zu of %zu tensor%s\n", n, report->n_tensors,
+			 plural(report->n_tensors));
 		break;
 	}
 }

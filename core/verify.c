@@ -122,7 +122,8 @@ static uc_status record_integrity(const uc_manifest *manifest, const item_result
 		char actual[UC_SHA256_HEX_CHARS + 1], message[256];
 		uc_sha256_to_hex(results[i].digest, actual);
 		snprintf(message, sizeof message,
-			 "shard %s has SHA-256 %s; its content differs from the manifest", shard->file, actual);
+			 "content differs from the manifest: the file's SHA-256 is %s; fetch the shard again",
+			 actual);
 		*failed = 1;
 		if (ucp_report_add_error(report, UCP_STAGE_INTEGRITY, "shard", shard->file,
 					 UC_ERR_INTEGRITY, message) != 0)
@@ -218,6 +219,7 @@ static uc_status verify_contents(const uc_manifest *manifest, const ucp_shard_ma
 		return ucp_fail(err, UC_ERR_NOMEM, "out of memory starting verification");
 
 	stage_run run = {.manifest = manifest, .maps = maps, .progress = &progress};
+	report->n_shards = manifest->n_shards;
 	int failed = 0;
 	double started = ucp_now_seconds();
 	uc_status rc = run_stage(&run, manifest->n_shards, options->threads, hash_shard_task,
