@@ -62,6 +62,13 @@ START_TEST(rwkv5_1_expected_logits)
 }
 END_TEST
 
+START_TEST(rwkvcpp_files_expected_logits)
+{
+	check_expected_logits("tiny-rwkv-5v2-730K-FP32.bin", "expected-logits-5v2-730K.bin");
+	check_expected_logits("tiny-rwkv-5v1-730K-FP32.bin", "expected-logits-5v1-730K.bin");
+}
+END_TEST
+
 START_TEST(rwkv_versions_detected)
 {
 	eval_model *v2 = load_model("tiny-rwkv-5v2-730K.safetensors");
@@ -157,6 +164,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, rwkv5_2_expected_logits);
 	tcase_add_test(tc, rwkv5_1_expected_logits);
+	tcase_add_test(tc, rwkvcpp_files_expected_logits);
 	tcase_add_test(tc, rwkv_versions_detected);
 	tcase_add_test(tc, rwkv5_2_reference_perplexity);
 	tcase_add_test(tc, rwkv_state_reset_repeats);
