@@ -132,41 +132,47 @@ static int insert_blob_row(const char *hex, uint64_t size, int64_t token_id)
 	return reg_db_commit(db) == SQLITE_OK ? 0 : -1;
 }
 
+int reg_blob_install(const char *path, int fd, const char *hex, uint64_t size, int64_t token_id,
+		     uint64_t request_id)
+{
+	char final_path[REG_PATH_MAX];
+
+	/* fsync happens with no catalog transaction open. */
+	if (fsync(fd) != 0) {
+		REG_LOG(REG_LOG_ERROR, "req", request_id, "fsync %s failed: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(final_path, sizeof final_path, "%s/%s", reg_state.blob_dir, hex);
+	if (rename(path, final_path) != 0) {
+		REG_LOG(REG_LOG_ERROR, "req", request_id, "cannot rename %s to %s: %s", path, final_path,
+			strerror(errno));
+		return -1;
+	}
+	if (fsync_dir(reg_state.blob_dir) != 0) {
+		REG_LOG(REG_LOG_ERROR, "req", request_id, "fsync of %s failed: %s", reg_state.blob_dir,
+			strerror(errno));
+		return 1;
+	}
+	return insert_blob_row(hex, size, token_id) == 0 ? 0 : 1;
+}
+
 reg_commit_result reg_blob_writer_commit(reg_blob_writer *w, const char *expected_hex,
 					 int64_t token_id, char actual_hex[UC_SHA256_HEX_CHARS + 1])
 {
 	uint8_t digest[UC_SHA256_BYTES];
-	char final_path[REG_PATH_MAX];
 	reg_commit_result result = REG_COMMIT_IO;
 
 	uc_sha256_final(w->hash, digest);
 	uc_sha256_to_hex(digest, actual_hex);
 	if (strcmp(actual_hex, expected_hex) != 0) {
 		result = REG_COMMIT_MISMATCH;
-		goto out;
+	} else {
+		int rc = reg_blob_install(w->path, w->fd, actual_hex, w->size, token_id, w->request_id);
+		if (rc >= 0)
+			w->path[0] = '\0'; /* renamed away */
+		if (rc == 0)
+			result = REG_COMMIT_OK;
 	}
-	/* Hashing and fsync happen with no catalog transaction open. */
-	if (fsync(w->fd) != 0) {
-		REG_LOG(REG_LOG_ERROR, "req", w->request_id, "fsync %s failed: %s", w->path,
-			strerror(errno));
-		goto out;
-	}
-	snprintf(final_path, sizeof final_path, "%s/%s", reg_state.blob_dir, actual_hex);
-	if (rename(w->path, final_path) != 0) {
-		REG_LOG(REG_LOG_ERROR, "req", w->request_id, "cannot rename %s to %s: %s", w->path,
-			final_path, strerror(errno));
-		goto out;
-	}
-	w->path[0] = '\0';
-	if (fsync_dir(reg_state.blob_dir) != 0) {
-		REG_LOG(REG_LOG_ERROR, "req", w->request_id, "fsync of %s failed: %s", reg_state.blob_dir,
-			strerror(errno));
-		goto out;
-	}
-	if (insert_blob_row(actual_hex, w->size, token_id) != 0)
-		goto out;
-	result = REG_COMMIT_OK;
-out:
 	if (w->path[0])
 		unlink(w->path);
 	close(w->fd);

@@ -38,6 +38,13 @@ reg_commit_result reg_blob_writer_commit(reg_blob_writer *w, const char *expecte
 					 int64_t token_id, char actual_hex[UC_SHA256_HEX_CHARS + 1]);
 void reg_blob_writer_discard(reg_blob_writer *w);
 
+/* Moves the complete, digest-checked file at `path` (open as `fd`) into the store: fsync,
+ * rename to DATA/blobs/sha256/<hex>, fsync the directory, insert the catalog row. Returns 0;
+ * -1 when the file was not moved; 1 when it was moved but the catalog row failed. Logs
+ * every failure. */
+int reg_blob_install(const char *path, int fd, const char *hex, uint64_t size, int64_t token_id,
+		     uint64_t request_id);
+
 /* Returns 1 and the size when a blob row exists, 0 when not, -1 on a catalog error. */
 int reg_blob_lookup(const char *hex, uint64_t *size);
 

@@ -4,6 +4,7 @@
 
 #include "blobs.h"
 #include "packs.h"
+#include "uploads.h"
 
 /* {} matches one path segment; handlers read their parameters from req->segments. */
 const reg_route reg_routes[] = {
@@ -12,6 +13,11 @@ const reg_route reg_routes[] = {
 	{ "GET", "/api/blobs/sha256/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_blob_get },
 	{ "PUT", "/api/blobs/sha256/{}", REG_AUTH_PUSH, REG_BODY_STREAM, reg_blob_open_sink,
 	  reg_blob_put },
+	{ "POST", "/api/uploads", REG_AUTH_PUSH, REG_BODY_NONE, NULL, reg_upload_create },
+	{ "GET", "/api/uploads/{}", REG_AUTH_PUSH, REG_BODY_NONE, NULL, reg_upload_get },
+	{ "PATCH", "/api/uploads/{}", REG_AUTH_PUSH, REG_BODY_STREAM, reg_upload_open_chunk,
+	  reg_upload_chunk },
+	{ "PUT", "/api/uploads/{}", REG_AUTH_PUSH, REG_BODY_NONE, NULL, reg_upload_finish },
 	{ "GET", "/api/packs", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_packs_list },
 	{ "GET", "/api/packs/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_pack_get },
 	{ "GET", "/api/packs/{}/versions", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_versions_list },

@@ -17,6 +17,7 @@ server_ucregd_SOURCES = \
 	server/packs.c server/packs.h \
 	server/catalog.c server/catalog_list.c \
 	server/evaluations.c server/stats.c \
+	server/uploads.c server/uploads.h \
 	server/system.c \
 	server/workers.c server/workers.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
@@ -41,7 +42,8 @@ SERVER_TESTS = \
 	tests/server/test_daemon.py \
 	tests/server/test_blobs.py \
 	tests/server/test_packs.py \
-	tests/server/test_evaluations.py
+	tests/server/test_evaluations.py \
+	tests/server/test_uploads.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3

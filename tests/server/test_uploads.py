@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Resumable uploads: chunks in order, repeated or out-of-order chunks, cut-off chunks."""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import regtest  # noqa: E402
+from regtest import DaemonTest, sha256_hex, wait_until  # noqa: E402
+
+MIB = 1 << 20
+
+
+class UploadTest(DaemonTest):
+    def setUp(self):
+        super().setUp()
+        self.data = os.urandom(3 * MIB + 12345)
+        self.digest = sha256_hex(self.data)
+
+    def start_upload(self, token=None):
+        response = self.daemon.request("POST", "/api/uploads", token=token or self.token)
+        self.assertEqual(response.status, 201, response.body)
+        return response.json()["url"]
+
+    def patch(self, url, start, end, token=None):
+        return self.daemon.request("PATCH", url, body=self.data[start:end + 1],
+                                   token=token or self.token,
+                                   headers={"Content-Range": "bytes %d-%d/*" % (start, end)})
+
+    def finish(self, url, digest=None):
+        return self.daemon.request("PUT", url + "?digest=sha256:" + (digest or self.digest),
+                                   token=self.token)
+
+    def received(self, url):
+        return self.daemon.request("GET", url, token=self.token).json()["received"]
+
+    def test_chunks_in_order_complete(self):
+        url = self.start_upload()
+        for start in range(0, len(self.data), MIB):
+            end = min(start + MIB, len(self.data)) - 1
+            response = self.patch(url, start, end)
+            self.assertEqual(response.status, 202, response.body)
+            self.assertEqual(response.json()["received"], end + 1)
+        response = self.finish(url)
+        self.assertEqual(response.status, 201, response.body)
+        blob = self.daemon.request("GET", "/api/blobs/sha256/" + self.digest)
+        self.assertEqual(blob.body, self.data)
+        self.assertEqual(self.daemon.request("GET", url, token=self.token).status, 404)
+        self.assertEqual(os.listdir(os.path.join(self.daemon.data_dir, "uploads")), [])
+
+    # A rejected chunk is answered before its body is read and the connection closes, so
+    # these chunks are small enough to be sent whole before the response arrives.
+    def test_chunk_sent_twice_416(self):
+        url = self.start_upload()
+        self.assertEqual(self.patch(url, 0, 999).status, 202)
+        self.assertProblem(self.patch(url, 0, 999), 416, "upload_offset_mismatch")
+        self.assertEqual(self.received(url), 1000)
+
+    def test_chunk_out_of_order_416(self):
+        url = self.start_upload()
+        problem = self.assertProblem(self.patch(url, 1000, 1999), 416,
+                                     "upload_offset_mismatch")
+        self.assertIn("starts at 0", problem["detail"])
+        self.assertEqual(self.received(url), 0)
+
+    def test_final_digest_decides(self):
+        url = self.start_upload()
+        self.assertEqual(self.patch(url, 0, MIB - 1).status, 202)
+        wrong = sha256_hex(b"other")
+        problem = self.assertProblem(self.finish(url, wrong), 400, "digest_mismatch")
+        self.assertIn(sha256_hex(self.data[:MIB]), problem["detail"])
+        self.assertEqual(self.daemon.request("GET", "/api/blobs/sha256/" + wrong).status, 404)
+        self.assertEqual(self.daemon.request("GET", url, token=self.token).status, 404)
+
+    def test_cut_off_chunk_then_resume(self):
+        url = self.start_upload()
+        self.assertEqual(self.patch(url, 0, MIB - 1).status, 202)
+        sock = self.daemon.connect()
+        head = ("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Range: bytes %d-%d/*\r\nContent-Length: %d\r\n\r\n"
+                % (url, self.token, MIB, 3 * MIB - 1, 2 * MIB))
+        sock.sendall(head.encode() + b"\xff" * (MIB // 2))
+        time.sleep(0.2)
+        sock.close()
+        self.assertTrue(wait_until(lambda: "ended early" in self.daemon.log()))
+        self.assertEqual(self.received(url), MIB)
+        self.assertEqual(self.patch(url, MIB, len(self.data) - 1).status, 202)
+        self.assertEqual(self.finish(url).status, 201)
+        blob = self.daemon.request("GET", "/api/blobs/sha256/" + self.digest)
+        self.assertEqual(blob.body, self.data)
+
+    def test_missing_content_range_400(self):
+        url = self.start_upload()
+        response = self.daemon.request("PATCH", url, body=b"abc", token=self.token)
+        self.assertProblem(response, 400, "invalid_content_range")
+
+    def test_other_token_sees_nothing(self):
+        url = self.start_upload()
+        response = self.patch(url, 0, 9, token=self.other_token)
+        self.assertProblem(response, 404, "upload_not_found")
+        self.assertProblem(self.daemon.request("POST", "/api/uploads"), 401, "token_missing")
+
+
+if __name__ == "__main__":
+    regtest.main()
