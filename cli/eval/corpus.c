@@ -16,7 +16,7 @@ static int is_space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Finds the next separator at or after `from`; returns len when there is none. */
+/* Returns the offset of the next separator at or after `from`, or len when there is none. */
 static size_t find_separator(const char *data, size_t len, size_t from)
 {
 	size_t sep_len = sizeof DOCUMENT_SEPARATOR - 1;

@@ -61,8 +61,8 @@ typedef struct {
 } eval_pack_info;
 
 /* Opens the pack at `pack_dir`, rebuilds every tensor and converts it to float32. The
- * pack must hold exactly the tensors of `reference` (the source weights) with the same
- * shapes; a pack of another model is UC_ERR_STRUCTURE naming the first tensor that
+ * pack must contain exactly the tensors of `reference` (the source weights) with the same
+ * shapes. A pack of another model is UC_ERR_STRUCTURE naming the first tensor that
  * differs. The configuration is copied from `reference`. */
 uc_status eval_weights_from_pack(const char *pack_dir, const eval_weights *reference,
 				 eval_weights **out, eval_pack_info *info, uc_error *err);
@@ -243,7 +243,7 @@ typedef struct {
 	eval_file_id corpus;
 	int has_tokenizer;          /* 0: byte-level */
 	eval_file_id tokenizer;
-	uint32_t seq_len;           /* the longest run fed to the model; 0: whole documents */
+	uint32_t seq_len;           /* maximum positions per run; 0 means whole documents */
 	uint32_t window, stride;    /* window 0: no sliding windows */
 	eval_score baseline;
 	eval_score compressed;      /* meaningful when has_pack */

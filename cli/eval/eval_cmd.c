@@ -147,7 +147,7 @@ static int parse_args(int argc, char **argv, eval_args *args)
 	return EXIT_OK;
 }
 
-/* Everything one `uc eval` run holds; freed by run_free. */
+/* Everything one `uc eval` run loads and measures, freed by run_free. */
 typedef struct {
 	eval_args args;
 	eval_model *model;

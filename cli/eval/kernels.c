@@ -10,7 +10,7 @@
 #include "util.h"
 
 /* Eight interleaved partial sums let the compiler use SIMD lanes without reordering a
- * reduction on its own; the order is fixed, so results repeat exactly. */
+ * reduction itself. The summation order is fixed, so results repeat exactly. */
 #define MATVEC_LANES 8
 
 void eval_matvec(float *out, const float *w, const float *x, uint32_t rows, uint32_t cols)

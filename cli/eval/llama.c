@@ -1,7 +1,7 @@
-/* The Llama forward pass of llama2.c: RMSNorm (eps 1e-5), rotary position embeddings on
- * the pairs (2i, 2i + 1) of each head with theta 10000, grouped-query attention with a KV
- * cache, a SwiGLU feed-forward network and a classifier that may share the token
- * embedding. Tensor names and shapes are Meta's (`layers.N.attention.wq.weight`). */
+/* The Llama forward pass of llama2.c. It uses RMSNorm (eps 1e-5), rotary position
+ * embeddings on the pairs (2i, 2i + 1) of each head with theta 10000, grouped-query
+ * attention with a KV cache, and a SwiGLU feed-forward network. The classifier may share
+ * the token embedding. Tensor names and shapes are Meta's (`layers.N.attention.wq.weight`). */
 #include "config.h"
 
 #include "model.h"
@@ -9,9 +9,8 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "util.h"
 
@@ -36,12 +35,12 @@ struct eval_llama_state {
 	const eval_llama *llama;
 	uint32_t pos;
 	float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *scores, *logits;
-	/* [n_layers][n_kv_heads][max_seq_len][head_size]: each head's keys are contiguous rows */
+	/* [n_layers][n_kv_heads][max_seq_len][head_size], so each head's keys are contiguous rows */
 	float *key_cache, *value_cache;
 };
 
-/* Reads a positive integer field of the configuration; `fallback` is used when the field
- * is absent and fallback > 0. */
+/* Reads a positive integer field of the configuration. An absent field takes `fallback`,
+ * unless that is 0, which makes the field required. */
 static uc_status config_uint(json_t *config, const char *key, uint32_t fallback, uint32_t *out,
 			     uc_error *err)
 {
@@ -62,7 +61,7 @@ static uc_status config_uint(json_t *config, const char *key, uint32_t fallback,
 	return UC_OK;
 }
 
-/* Checks that an optional configuration field, when present, equals what the tensors say. */
+/* Checks that an optional configuration field, when present, equals the tensor shapes' value. */
 static uc_status config_agrees(json_t *config, const char *key, uint32_t actual, uc_error *err)
 {
 	json_t *value = json_object_get(config, key);
@@ -361,7 +360,7 @@ void eval_llama_state_free(eval_llama_state *state)
 
 void eval_llama_state_reset(eval_llama_state *state)
 {
-	/* Cache rows at or after pos are written before they are read, so no clearing. */
+	/* Cache rows at or after pos are written before they are read, so they need no clearing. */
 	state->pos = 0;
 }
 
@@ -413,7 +412,7 @@ static void store_kv(eval_llama_state *state, uint32_t layer)
 	}
 }
 
-/* Multi-head attention of the query in state->q over positions 0..pos; result in xb. */
+/* Computes the multi-head attention of state->q over positions 0..pos into state->xb. */
 static void attend(eval_llama_state *state, uint32_t layer)
 {
 	const eval_llama *llama = state->llama;

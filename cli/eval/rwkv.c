@@ -1,8 +1,8 @@
 /* The RWKV v5 forward pass (v5.1 and v5.2) as rwkv.cpp computes it, one token at a time.
  *
  * Tensor names and shapes are those of rwkv.cpp files in PyTorch order. `time_decay`
- * already holds exp(-exp(w)), and the bonus (`time_first` in v5.1, `time_faaaa` in v5.2)
- * is used as stored. v5.1 has one decay and one bonus per head; v5.2 has one per channel,
+ * already contains exp(-exp(w)), and the bonus (`time_first` in v5.1, `time_faaaa` in v5.2)
+ * is used as stored. v5.1 has one decay and one bonus per head, and v5.2 one per channel
  * plus an output gate (`att.gate.weight`, `att.time_mix_g`). */
 #include "config.h"
 
@@ -10,15 +10,14 @@
 
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
-
 #include <stdlib.h>
+#include <string.h>
 
 #include "util.h"
 
 /* Epsilon of every LayerNorm and of the per-head GroupNorm ln_x, in both versions. With
  * 64e-5 for ln_x, the v5.2 test model's logits differ from rwkv.cpp's expected values by
- * up to 1.1; with 1e-5 they match to 6e-6 (test_eval_rwkv checks both versions). */
+ * up to 1.1, and with 1e-5 they match to 6e-6. test_eval_rwkv checks both versions. */
 #define RWKV_NORM_EPS 1e-5f
 
 typedef struct {

@@ -25,7 +25,8 @@ static void remove_scratch(void)
 	free(scratch);
 }
 
-/* Writes a bf16 pack of a data file into the scratch directory; returns its path (static). */
+/* Writes a bf16 pack of a data file into the scratch directory and returns its path, in a
+ * static buffer. */
 static const char *write_pack(const char *file, const char *family)
 {
 	static char path[512];

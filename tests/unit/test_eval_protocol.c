@@ -305,7 +305,7 @@ START_TEST(record_text_lines)
 }
 END_TEST
 
-/* Runs uc_cmd_eval with stderr sent to a file; returns the exit code and the message. */
+/* Runs uc_cmd_eval with stderr sent to a file, and returns the exit code and the message. */
 static int run_command(char **argv, int argc, char *message, size_t size)
 {
 	char *dir = tu_make_temp_dir();

@@ -111,8 +111,12 @@ static eval_tokenizer *build_tokenizer(const char *const *extra, const float *sc
 	for (size_t id = 0; id < 259 + count; id++) {
 		char piece[16];
 		float score = 0.0f;
-		if (id < 3)
-			snprintf(piece, sizeof piece, "%s", id == 0 ? "<unk>" : id == 1 ? "<s>" : "</s>");
+		if (id == 0)
+			snprintf(piece, sizeof piece, "<unk>");
+		else if (id == 1)
+			snprintf(piece, sizeof piece, "<s>");
+		else if (id == 2)
+			snprintf(piece, sizeof piece, "</s>");
 		else if (id < 259)
 			snprintf(piece, sizeof piece, "<0x%02zX>", id - 3);
 		else {
