@@ -52,3 +52,12 @@ PYTHON3 = python3
 check_PROGRAMS += tests/server/make_pack
 tests_server_make_pack_SOURCES = tests/server/make_pack.c
 tests_server_make_pack_LDADD = core/libuc_core.la $(OPENSSL_LIBS) $(JANSSON_LIBS) -lm -lpthread
+
+# Catalog concurrency, against the daemon's own catalog code.
+check_PROGRAMS += tests/server/test_db
+tests_server_test_db_SOURCES = tests/server/test_db.c server/db.c server/log.c
+nodist_tests_server_test_db_SOURCES = server/schema_sql.c
+tests_server_test_db_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server -I$(top_srcdir)/tests/unit
+tests_server_test_db_CFLAGS = $(UNIT_CFLAGS) $(SQLITE_CFLAGS)
+tests_server_test_db_LDADD = $(UNIT_LDADD) $(SQLITE_LIBS)
+TESTS += tests/server/test_db
