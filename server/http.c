@@ -19,6 +19,7 @@
 #include "log.h"
 #include "routes.h"
 #include "server.h"
+#include "static.h"
 
 static _Atomic uint64_t next_request_id = 1;
 static _Atomic int64_t requests_in_flight;
@@ -244,6 +245,9 @@ static int pattern_matches(const reg_request *req, const char *pattern)
 	return i == req->n_segments;
 }
 
+static const reg_route static_route = { "GET", "", REG_AUTH_NONE, REG_BODY_NONE, NULL,
+					reg_static_get };
+
 /* Finds the route; queues 404 or 405 (with Allow) when there is none. */
 static const reg_route *find_route(reg_request *req)
 {
@@ -260,6 +264,8 @@ static const reg_route *find_route(reg_request *req)
 		snprintf(allow + used, sizeof allow - used, "%s%s%s", used ? ", " : "", route->method,
 			 strcmp(route->method, "GET") == 0 ? ", HEAD" : "");
 	}
+	if (!allow[0] && reg_static_applies(req))
+		return &static_route;
 	if (allow[0]) {
 		char detail[160];
 		snprintf(detail, sizeof detail, "%s is not allowed on this path; allowed: %s", req->method,

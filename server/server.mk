@@ -18,6 +18,7 @@ server_ucregd_SOURCES = \
 	server/catalog.c server/catalog_list.c \
 	server/evaluations.c server/stats.c \
 	server/uploads.c server/uploads.h \
+	server/static.c server/static.h \
 	server/system.c \
 	server/workers.c server/workers.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c

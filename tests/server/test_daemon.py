@@ -124,6 +124,41 @@ class MultipartTest(DaemonTest):
         self.assertNotIn(b"MHD_post_process", binary)
 
 
+class StaticTest(DaemonTest):
+    def setUp(self):
+        super().setUp()
+        self.daemon.stop()
+        self.site = os.path.join(self.daemon.dir, "site")
+        os.makedirs(self.site)
+        with open(os.path.join(self.site, "index.html"), "w") as f:
+            f.write("<!doctype html><title>registry</title>")
+        with open(os.path.join(self.site, "app.js"), "w") as f:
+            f.write("console.log(1);")
+        with open(os.path.join(self.site, ".secret"), "w") as f:
+            f.write("hidden")
+        self.site_daemon = Daemon("--static-dir", self.site)
+        self.addCleanup(self.site_daemon.close)
+        self.site_daemon.start()
+
+    def test_index_and_files_served(self):
+        index = self.site_daemon.request("GET", "/")
+        self.assertEqual(index.status, 200)
+        self.assertIn(b"registry", index.body)
+        self.assertTrue(index.header("content-type").startswith("text/html"))
+        script = self.site_daemon.request("GET", "/app.js")
+        self.assertEqual(script.body, b"console.log(1);")
+        self.assertTrue(script.header("content-type").startswith("text/javascript"))
+
+    def test_hidden_and_escaping_paths_refused(self):
+        self.assertEqual(self.site_daemon.request("GET", "/.secret").status, 404)
+        self.assertEqual(self.site_daemon.request("GET", "/../etc/passwd").status, 400)
+        self.assertEqual(self.site_daemon.request("GET", "/%2e%2e/etc/passwd").status, 400)
+        self.assertEqual(self.site_daemon.request("GET", "/missing.html").status, 404)
+
+    def test_api_paths_not_static(self):
+        self.assertProblem(self.site_daemon.request("GET", "/api/nothing"), 404, "not_found")
+
+
 class TokenTest(DaemonTest):
     def test_create_prints_token_last(self):
         result = self.daemon.run("token", "create", "--name", "carol", "--scope", "admin")
