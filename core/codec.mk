@@ -23,7 +23,7 @@ core_libuc_core_la_LIBADD += core/libuc_neon.la
 endif
 
 check_PROGRAMS += tests/unit/test_codec
-tests_unit_test_codec_SOURCES = tests/unit/test_codec.c
+tests_unit_test_codec_SOURCES = tests/unit/test_codec.c tests/unit/codec_golden.h
 tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_codec_LDADD = $(UNIT_LDADD)
 TESTS += tests/unit/test_codec

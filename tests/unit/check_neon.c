@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec_golden.h"
 #include "codec_internal.h"
 
 #define MAX_BLOCKS 67
@@ -159,6 +160,21 @@ static void check_f16_against_hardware(void)
 	}
 }
 
+/* The encoder runs its portable loop here and SSE2 on x86-64; both must write the bytes
+ * whose fingerprint test_codec checks. */
+static void check_encoder_fingerprint(void)
+{
+	static float x[CODEC_GOLDEN_WEIGHTS];
+	static uint8_t blocks[(CODEC_GOLDEN_WEIGHTS + 255) / 256 * UC5_BLOCK_BYTES];
+	uc_error err;
+	codec_golden_fill(x, CODEC_GOLDEN_WEIGHTS);
+	CHECK(uc5_encode(x, CODEC_GOLDEN_WEIGHTS, blocks, "golden", &err) == UC_OK, "encode failed: %s",
+	      err.message);
+	uint64_t fingerprint = codec_golden_fingerprint(blocks, sizeof blocks);
+	CHECK(fingerprint == CODEC_GOLDEN_FINGERPRINT, "encoder fingerprint 0x%016llx, expected 0x%016llx",
+	      (unsigned long long)fingerprint, (unsigned long long)CODEC_GOLDEN_FINGERPRINT);
+}
+
 static void check_dispatch(void)
 {
 	uc_error err;
@@ -186,6 +202,7 @@ int main(void)
 	check_kernel_extreme_scales();
 	check_kernel_encoded();
 	check_f16_against_hardware();
+	check_encoder_fingerprint();
 	check_dispatch();
 	if (failures) {
 		fprintf(stderr, "check_neon: %d failures\n", failures);

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "codec_golden.h"
 #include "codec_internal.h"
 #include "internal.h"
 #include "testutil.h"
@@ -728,6 +729,21 @@ START_TEST(encode_deterministic)
 }
 END_TEST
 
+/* The encoder's output is part of the pack format's reproducibility: the same input must
+ * give the same bytes on every machine. scripts/test-neon checks the same fingerprint on
+ * AArch64, where the encoder runs its portable loop instead of SSE2. */
+START_TEST(encode_fingerprint_stable)
+{
+	enum { N = CODEC_GOLDEN_WEIGHTS };
+	static float x[N];
+	static uint8_t blocks[(N + 255) / 256 * UC5_BLOCK_BYTES];
+	uc_error err;
+	codec_golden_fill(x, N);
+	ck_assert_int_eq(uc5_encode(x, N, blocks, "golden", &err), UC_OK);
+	ck_assert_uint_eq(codec_golden_fingerprint(blocks, sizeof blocks), CODEC_GOLDEN_FINGERPRINT);
+}
+END_TEST
+
 START_TEST(encode_gaussian_sqnr)
 {
 	const uint64_t n = 65536;
@@ -860,6 +876,7 @@ int main(int argc, char **argv)
 	tcase_add_test(encode, encode_partial_blocks);
 	tcase_add_test(encode, encode_empty_tensor);
 	tcase_add_test(encode, encode_deterministic);
+	tcase_add_test(encode, encode_fingerprint_stable);
 	tcase_add_test(encode, encode_gaussian_sqnr);
 	suite_add_tcase(s, encode);
 
