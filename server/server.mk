@@ -33,7 +33,8 @@ server/schema_sql.c: $(SERVER_SCHEMA) $(top_srcdir)/server/embed-schema.sh
 	@$(MKDIR_P) server
 	$(AM_V_GEN)$(SHELL) $(top_srcdir)/server/embed-schema.sh $@ $(SERVER_SCHEMA)
 CLEANFILES += server/schema_sql.c
-EXTRA_DIST += server/embed-schema.sh
+EXTRA_DIST += server/embed-schema.sh deploy
+dist_man_MANS += docs/ucregd.8
 
 # Integration tests: Python scripts (standard library only) that start a real ucregd.
 TEST_EXTENSIONS = .py
@@ -44,7 +45,8 @@ SERVER_TESTS = \
 	tests/server/test_blobs.py \
 	tests/server/test_packs.py \
 	tests/server/test_evaluations.py \
-	tests/server/test_uploads.py
+	tests/server/test_uploads.py \
+	tests/server/test_deploy.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3
