@@ -121,6 +121,8 @@ uc_status eval_tokenizer_parse(const uint8_t *data, size_t len, const char *name
 			       eval_tokenizer **out, uc_error *err);
 void eval_tokenizer_free(eval_tokenizer *tokenizer);
 uint32_t eval_tokenizer_vocab_size(const eval_tokenizer *tokenizer);
+/* Returns the merge score of token `id` (0 for an id outside the vocabulary). */
+float eval_tokenizer_score(const eval_tokenizer *tokenizer, uint32_t id);
 /* Returns the bytes of token `id` and stores their count in *len. Borrowed. */
 const char *eval_tokenizer_piece(const eval_tokenizer *tokenizer, uint32_t id, size_t *len);
 

@@ -6,6 +6,7 @@
 
 #include "model.h"
 
+#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -459,6 +460,7 @@ const float *eval_llama_step(eval_llama_state *state, uint32_t token)
 {
 	const eval_llama *llama = state->llama;
 	uint32_t pos = state->pos;
+	assert(token < llama->vocab_size && pos < llama->max_seq_len);
 	memcpy(state->x, llama->embedding + (size_t)token * llama->dim, llama->dim * sizeof(float));
 
 	for (uint32_t l = 0; l < llama->n_layers; l++) {

@@ -8,6 +8,7 @@
 
 #include "model.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +385,7 @@ const float *eval_rwkv_step(eval_rwkv_state *state, uint32_t token)
 {
 	const eval_rwkv *rwkv = state->rwkv;
 	uint32_t n = rwkv->n_embed;
+	assert(token < rwkv->vocab_size);
 	eval_layernorm(state->x, rwkv->embedding + (size_t)token * n, rwkv->ln0_weight,
 		       rwkv->ln0_bias, n, RWKV_NORM_EPS);
 	for (uint32_t l = 0; l < rwkv->n_layers; l++) {

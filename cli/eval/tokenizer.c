@@ -3,6 +3,7 @@
 
 #include "eval.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,13 @@ static uc_status count_tokens(const uint8_t *data, size_t len, const char *name,
 		if (len - offset < 8)
 			return eval_fail(err, UC_ERR_FORMAT,
 					"%s: token %u: record cut short at offset %zu", name, n, offset);
+		uint32_t score_bits = eval_load_le32(data + offset);
+		float score;
+		memcpy(&score, &score_bits, sizeof score);
+		if (!isfinite(score))
+			return eval_fail(err, UC_ERR_FORMAT,
+					 "%s: token %u: merge score at offset %zu is not a finite number",
+					 name, n, offset);
 		int32_t piece_len = (int32_t)eval_load_le32(data + offset + 4);
 		if (piece_len <= 0 || piece_len > max_length || (size_t)piece_len > len - offset - 8)
 			return eval_fail(err, UC_ERR_FORMAT,
@@ -183,6 +191,11 @@ uint32_t eval_tokenizer_vocab_size(const eval_tokenizer *tokenizer)
 	return tokenizer->vocab_size;
 }
 
+float eval_tokenizer_score(const eval_tokenizer *tokenizer, uint32_t id)
+{
+	return id < tokenizer->vocab_size ? tokenizer->scores[id] : 0.0f;
+}
+
 const char *eval_tokenizer_piece(const eval_tokenizer *tokenizer, uint32_t id, size_t *len)
 {
 	if (id >= tokenizer->vocab_size) {
@@ -222,26 +235,154 @@ static size_t split_characters(const eval_tokenizer *tokenizer, const char *text
 	return n;
 }
 
-/* Finds the adjacent pair whose concatenation is a token with the highest score (the
- * first on ties). Returns 0 when no pair merges. */
-static int best_merge(const eval_tokenizer *tokenizer, const uint32_t *tokens, size_t n,
-		      char *scratch, size_t *best_index, uint32_t *best_id)
+/* A possible merge of the adjacent tokens `left` and `right` into token `id`. The versions
+ * tell whether either token changed after the candidate was made. */
+typedef struct {
+	float score;
+	uint32_t id;
+	size_t left, right;
+	uint32_t left_version, right_version;
+} merge_candidate;
+
+/* The encoder's working sequence: a doubly linked list over the initial tokens, plus a
+ * max-heap of candidate merges ordered by score, then by position (leftmost first). */
+typedef struct {
+	const eval_tokenizer *tokenizer;
+	uint32_t *tokens;
+	size_t *next, *prev; /* NO_TOKEN at the ends */
+	uint32_t *version;   /* bumped when a token is replaced or removed */
+	merge_candidate *heap;
+	size_t heap_size;
+	char *scratch;       /* room for two concatenated pieces */
+} merge_sequence;
+
+#define NO_TOKEN SIZE_MAX
+
+static int ranks_before(const merge_candidate *a, const merge_candidate *b)
 {
-	int found = 0;
-	float best_score = 0.0f;
-	for (size_t i = 0; i + 1 < n; i++) {
-		size_t a_len = tokenizer->lengths[tokens[i]], b_len = tokenizer->lengths[tokens[i + 1]];
-		memcpy(scratch, tokenizer->pieces[tokens[i]], a_len);
-		memcpy(scratch + a_len, tokenizer->pieces[tokens[i + 1]], b_len);
-		long id = lookup(tokenizer, scratch, a_len + b_len);
-		if (id >= 0 && (!found || tokenizer->scores[id] > best_score)) {
-			found = 1;
-			best_score = tokenizer->scores[id];
-			*best_index = i;
-			*best_id = (uint32_t)id;
-		}
+	if (a->score != b->score)
+		return a->score > b->score;
+	return a->left < b->left;
+}
+
+static void heap_push(merge_sequence *seq, merge_candidate candidate)
+{
+	size_t i = seq->heap_size++;
+	while (i > 0 && ranks_before(&candidate, &seq->heap[(i - 1) / 2])) {
+		seq->heap[i] = seq->heap[(i - 1) / 2];
+		i = (i - 1) / 2;
 	}
-	return found;
+	seq->heap[i] = candidate;
+}
+
+static merge_candidate heap_pop(merge_sequence *seq)
+{
+	merge_candidate top = seq->heap[0];
+	merge_candidate last = seq->heap[--seq->heap_size];
+	size_t i = 0;
+	for (;;) {
+		size_t child = 2 * i + 1;
+		if (child >= seq->heap_size)
+			break;
+		if (child + 1 < seq->heap_size && ranks_before(&seq->heap[child + 1], &seq->heap[child]))
+			child++;
+		if (!ranks_before(&seq->heap[child], &last))
+			break;
+		seq->heap[i] = seq->heap[child];
+		i = child;
+	}
+	seq->heap[i] = last;
+	return top;
+}
+
+/* Adds the merge of `left` and `right` as a candidate when their concatenation is a token. */
+static void consider_pair(merge_sequence *seq, size_t left, size_t right)
+{
+	if (left == NO_TOKEN || right == NO_TOKEN)
+		return;
+	const eval_tokenizer *tokenizer = seq->tokenizer;
+	uint32_t a = seq->tokens[left], b = seq->tokens[right];
+	size_t a_len = tokenizer->lengths[a], b_len = tokenizer->lengths[b];
+	memcpy(seq->scratch, tokenizer->pieces[a], a_len);
+	memcpy(seq->scratch + a_len, tokenizer->pieces[b], b_len);
+	long id = lookup(tokenizer, seq->scratch, a_len + b_len);
+	if (id < 0)
+		return;
+	merge_candidate candidate = {
+		.score = tokenizer->scores[id],
+		.id = (uint32_t)id,
+		.left = left,
+		.right = right,
+		.left_version = seq->version[left],
+		.right_version = seq->version[right],
+	};
+	heap_push(seq, candidate);
+}
+
+/* Applies merges, best first, until no adjacent pair forms a token, and compacts the
+ * result to the front of seq->tokens. Returns the new token count. The outcome equals
+ * rescanning all pairs after every merge, as llama2.c does, in O(n log n). */
+static size_t merge_all(merge_sequence *seq, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		seq->next[i] = i + 1 < n ? i + 1 : NO_TOKEN;
+		seq->prev[i] = i > 0 ? i - 1 : NO_TOKEN;
+		seq->version[i] = 0;
+	}
+	for (size_t i = 0; i + 1 < n; i++)
+		consider_pair(seq, i, i + 1);
+
+	while (seq->heap_size > 0) {
+		merge_candidate best = heap_pop(seq);
+		if (seq->version[best.left] != best.left_version ||
+		    seq->version[best.right] != best.right_version || seq->next[best.left] != best.right)
+			continue; /* stale: one of the tokens changed or was merged away */
+		size_t left = best.left, right = best.right;
+		seq->tokens[left] = best.id;
+		seq->version[left]++;
+		seq->version[right]++;
+		seq->next[left] = seq->next[right];
+		if (seq->next[right] != NO_TOKEN)
+			seq->prev[seq->next[right]] = left;
+		consider_pair(seq, seq->prev[left], left);
+		consider_pair(seq, left, seq->next[left]);
+	}
+
+	size_t count = 0;
+	for (size_t i = n ? 0 : NO_TOKEN; i != NO_TOKEN; i = seq->next[i])
+		seq->tokens[count++] = seq->tokens[i];
+	return count;
+}
+
+/* Merges tokens[0 .. n) in place and stores the new count in *merged. */
+static uc_status merge_tokens(const eval_tokenizer *tokenizer, uint32_t *tokens, size_t n,
+			      size_t *merged, uc_error *err)
+{
+	size_t max_piece = 0;
+	for (uint32_t i = 0; i < tokenizer->vocab_size; i++)
+		if (tokenizer->lengths[i] > max_piece)
+			max_piece = tokenizer->lengths[i];
+
+	merge_sequence seq = {.tokenizer = tokenizer, .tokens = tokens};
+	size_t slots = n ? n : 1, heap_slots;
+	if (eval_mul_size(slots, 3, &heap_slots) != 0)
+		return eval_fail(err, UC_ERR_NOMEM, "%zu tokens are too many to merge", n);
+	seq.next = calloc(slots, sizeof *seq.next);
+	seq.prev = calloc(slots, sizeof *seq.prev);
+	seq.version = calloc(slots, sizeof *seq.version);
+	seq.heap = calloc(heap_slots, sizeof *seq.heap); /* n - 1 pairs, then 2 per merge */
+	seq.scratch = malloc(2 * max_piece + 1);
+	uc_status rc = UC_OK;
+	if (!seq.next || !seq.prev || !seq.version || !seq.heap || !seq.scratch)
+		rc = eval_fail(err, UC_ERR_NOMEM, "out of memory merging %zu tokens", n);
+	else
+		*merged = merge_all(&seq, n);
+	free(seq.next);
+	free(seq.prev);
+	free(seq.version);
+	free(seq.heap);
+	free(seq.scratch);
+	return rc;
 }
 
 uc_status eval_tokenizer_encode(const eval_tokenizer *tokenizer, const char *text, size_t len,
@@ -249,42 +390,30 @@ uc_status eval_tokenizer_encode(const eval_tokenizer *tokenizer, const char *tex
 {
 	*tokens_out = NULL;
 	*count = 0;
-	size_t max_piece = 0;
-	for (uint32_t i = 0; i < tokenizer->vocab_size; i++)
-		if (tokenizer->lengths[i] > max_piece)
-			max_piece = tokenizer->lengths[i];
-
 	size_t capacity;
 	if (eval_mul_size(len + 3, sizeof(uint32_t), &capacity) != 0)
 		return eval_fail(err, UC_ERR_NOMEM, "text of %zu bytes is too long to encode", len);
 	uint32_t *tokens = malloc(capacity);
-	char *scratch = malloc(2 * max_piece + 1);
-	if (!tokens || !scratch) {
-		free(tokens);
-		free(scratch);
+	if (!tokens)
 		return eval_fail(err, UC_ERR_NOMEM, "out of memory encoding %zu bytes", len);
-	}
 
 	size_t n = 0;
 	if (bos)
 		tokens[n++] = EVAL_BOS_TOKEN;
-	size_t first = n;
+	size_t first = n; /* BOS never merges */
 	long space = lookup(tokenizer, " ", 1);
 	if (len > 0 && space >= 0)
 		tokens[n++] = (uint32_t)space;
 	n = split_characters(tokenizer, text, len, tokens, n);
 
-	size_t index = 0;
-	uint32_t merged = 0;
-	while (best_merge(tokenizer, tokens + first, n - first, scratch, &index, &merged)) {
-		tokens[first + index] = merged;
-		memmove(tokens + first + index + 1, tokens + first + index + 2,
-			(n - first - index - 2) * sizeof(uint32_t));
-		n--;
+	size_t merged = 0;
+	uc_status rc = merge_tokens(tokenizer, tokens + first, n - first, &merged, err);
+	if (rc != UC_OK) {
+		free(tokens);
+		return rc;
 	}
-	free(scratch);
 	*tokens_out = tokens;
-	*count = n;
+	*count = first + merged;
 	return UC_OK;
 }
 

@@ -175,11 +175,107 @@ START_TEST(merge_ties_take_first_pair)
 }
 END_TEST
 
+/* Returns the id of the first token whose piece is these bytes, or -1 (a linear search). */
+static long find_piece(const eval_tokenizer *tokenizer, const char *bytes, size_t len)
+{
+	for (uint32_t id = 0; id < eval_tokenizer_vocab_size(tokenizer); id++) {
+		size_t piece_len;
+		const char *piece = eval_tokenizer_piece(tokenizer, id, &piece_len);
+		if (piece_len == len && memcmp(piece, bytes, len) == 0)
+			return id;
+	}
+	return -1;
+}
+
+/* Encodes without BOS the way llama2.c does: after each merge, rescan every adjacent
+ * pair for the highest-scoring merge. */
+static size_t reference_encode(const eval_tokenizer *tokenizer, const char *text, size_t len,
+			       uint32_t *tokens)
+{
+	size_t n = 0;
+	if (len > 0)
+		tokens[n++] = (uint32_t)find_piece(tokenizer, " ", 1);
+	for (size_t i = 0; i < len;) {
+		size_t char_len = 1;
+		while (i + char_len < len && char_len < 4 &&
+		       ((unsigned char)text[i + char_len] & 0xC0) == 0x80)
+			char_len++;
+		long id = find_piece(tokenizer, text + i, char_len);
+		if (id >= 0)
+			tokens[n++] = (uint32_t)id;
+		else
+			for (size_t b = 0; b < char_len; b++)
+				tokens[n++] = (unsigned char)text[i + b] + 3;
+		i += char_len;
+	}
+
+	for (;;) {
+		long best_id = -1;
+		size_t best_index = 0;
+		for (size_t i = 0; i + 1 < n; i++) {
+			size_t a_len, b_len;
+			const char *a = eval_tokenizer_piece(tokenizer, tokens[i], &a_len);
+			const char *b = eval_tokenizer_piece(tokenizer, tokens[i + 1], &b_len);
+			char joined[128];
+			ck_assert_uint_lt(a_len + b_len, sizeof joined);
+			memcpy(joined, a, a_len);
+			memcpy(joined + a_len, b, b_len);
+			long id = find_piece(tokenizer, joined, a_len + b_len);
+			if (id >= 0 && (best_id < 0 || eval_tokenizer_score(tokenizer, (uint32_t)id) >
+							     eval_tokenizer_score(tokenizer, (uint32_t)best_id))) {
+				best_id = id;
+				best_index = i;
+			}
+		}
+		if (best_id < 0)
+			return n;
+		tokens[best_index] = (uint32_t)best_id;
+		memmove(tokens + best_index + 1, tokens + best_index + 2,
+			(n - best_index - 2) * sizeof *tokens);
+		n--;
+	}
+}
+
+START_TEST(encode_matches_rescanning_reference)
+{
+	uc_error err;
+	eval_tokenizer *tokenizer = load_tok512();
+	size_t len = 0;
+	char *text = (char *)tu_read_file(tu_data_path("tinystories_sample.txt"), &len);
+	uint32_t *expected = calloc(len + 2, sizeof *expected);
+	uint32_t state = 12345;
+	for (int sample = 0; sample < 40; sample++) {
+		/* Pieces of varying length and offset, including cuts inside UTF-8 characters. */
+		state = state * 1103515245u + 12345u;
+		size_t start = (state >> 8) % len;
+		state = state * 1103515245u + 12345u;
+		size_t piece_len = (state >> 8) % 300;
+		if (piece_len > len - start)
+			piece_len = len - start;
+
+		size_t expected_count = reference_encode(tokenizer, text + start, piece_len, expected);
+		uint32_t *tokens = NULL;
+		size_t count = 0;
+		ck_assert_int_eq(eval_tokenizer_encode(tokenizer, text + start, piece_len, 0, &tokens,
+						       &count, &err), UC_OK);
+		ck_assert_msg(count == expected_count, "bytes %zu+%zu: %zu tokens, expected %zu", start,
+			      piece_len, count, expected_count);
+		for (size_t i = 0; i < count; i++)
+			ck_assert_msg(tokens[i] == expected[i], "bytes %zu+%zu: token %zu is %u, expected %u",
+				      start, piece_len, i, tokens[i], expected[i]);
+		free(tokens);
+	}
+	free(expected);
+	free(text);
+	eval_tokenizer_free(tokenizer);
+}
+END_TEST
+
 START_TEST(malformed_tokenizers_rejected)
 {
 	static const char *const names[] = {
 		"empty", "zero-max-length", "record-cut-short", "length-past-end",
-		"negative-length", "longer-than-max", "too-few-tokens",
+		"negative-length", "longer-than-max", "too-few-tokens", "nan-score",
 	};
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		char path[256];
@@ -355,6 +451,7 @@ int main(void)
 	tcase_add_test(tokenizer, encode_empty_is_bos_only);
 	tcase_add_test(tokenizer, merge_highest_score_first);
 	tcase_add_test(tokenizer, merge_ties_take_first_pair);
+	tcase_add_test(tokenizer, encode_matches_rescanning_reference);
 	tcase_add_test(tokenizer, malformed_tokenizers_rejected);
 	tcase_add_test(tokenizer, tokenizer_missing_file_named);
 	tcase_add_test(tokenizer, bytes_encode_unsigned);
