@@ -82,12 +82,54 @@ static uc_status parse_metadata(const char *metadata, json_t **out, uc_error *er
 	return UC_OK;
 }
 
+/* Returns 1 when `s` is valid UTF-8: no overlong forms, surrogates or code points above
+ * U+10FFFF. Readers (ours included, through jansson) reject headers that are not. */
+static int is_valid_utf8(const char *s)
+{
+	static const uint32_t min_code_point[] = { 0, 0x80, 0x800, 0x10000 };
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		size_t extra;
+		uint32_t code_point;
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if ((*p & 0xe0) == 0xc0) {
+			extra = 1;
+			code_point = *p & 0x1fu;
+		} else if ((*p & 0xf0) == 0xe0) {
+			extra = 2;
+			code_point = *p & 0x0fu;
+		} else if ((*p & 0xf8) == 0xf0) {
+			extra = 3;
+			code_point = *p & 0x07u;
+		} else {
+			return 0;
+		}
+		/* A NUL terminator fails the continuation test, so this never reads past it. */
+		for (size_t i = 1; i <= extra; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return 0;
+			code_point = (code_point << 6) | (p[i] & 0x3fu);
+		}
+		if (code_point < min_code_point[extra] || code_point > 0x10ffff ||
+		    (code_point >= 0xd800 && code_point <= 0xdfff))
+			return 0;
+		p += extra + 1;
+	}
+	return 1;
+}
+
 /* Adds one tensor's header entry at data offset *offset and advances it. */
 static uc_status add_entry(json_t *root, const uc_tensor_view *t, uint64_t *offset, uc_error *err)
 {
 	if (!t->name || !t->name[0] || strcmp(t->name, "__metadata__") == 0)
 		return ucp_fail(err, UC_ERR_INVALID, "tensor name \"%s\" is not allowed",
 				t->name ? t->name : "(null)");
+	if (!is_valid_utf8(t->name))
+		return ucp_fail(err, UC_ERR_INVALID, "tensor name \"%.200s\" is not valid UTF-8",
+				t->name);
 	if (json_object_get(root, t->name))
 		return ucp_fail(err, UC_ERR_INVALID, "tensor \"%.200s\" is listed twice", t->name);
 	if (ucp_dtype_size(t->dtype) == 0 || t->ndim > UC_MAX_DIMS)

@@ -343,6 +343,19 @@ START_TEST(writer_rejects_bad_arguments)
 			 UC_ERR_INVALID);
 	ck_assert_ptr_nonnull(strstr(err.message, "values are all strings"));
 	ck_assert_int_eq(uc_st_writer_open(path, two_tensors, 2, "[", &writer, &err), UC_ERR_INVALID);
+	uc_tensor_view invalid = two_tensors[0];
+	const char *bad_names[] = { "\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80" };
+	for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+		invalid.name = bad_names[i];
+		ck_assert_int_eq(uc_st_writer_open(path, &invalid, 1, NULL, &writer, &err),
+				 UC_ERR_INVALID);
+		ck_assert_ptr_nonnull(strstr(err.message, "is not valid UTF-8"));
+	}
+	invalid.name = "caf\xc3\xa9.\xf0\x9f\x98\x80";   /* valid two- and four-byte forms */
+	ck_assert_int_eq(uc_st_writer_open(path, &invalid, 1, NULL, &writer, &err), UC_OK);
+	uc_st_writer_abort(writer);
+	writer = NULL;
+
 	uc_tensor_view reserved = two_tensors[0];
 	reserved.name = "__metadata__";
 	ck_assert_int_eq(uc_st_writer_open(path, &reserved, 1, NULL, &writer, &err), UC_ERR_INVALID);
