@@ -298,9 +298,9 @@ static void text_verdict(text_buffer *b, const uc_report *report)
 			 plural(n));
 		break;
 	case UC_VERDICT_INTEGRITY_FAILED:
-		text_add(b, "STRUCTURE OK\nINTEGRITY FAILED: %zu of %zu shard%s differ from the manifest\n"
+		text_add(b, "STRUCTURE OK\nINTEGRITY FAILED: %zu of %zu shard%s %s from the manifest\n"
 			    "RECONSTRUCTION NOT RUN: integrity failed\n",
-			 n, report->n_shards, plural(report->n_shards));
+			 n, report->n_shards, plural(report->n_shards), n == 1 ? "differs" : "differ");
 		break;
 	case UC_VERDICT_RECONSTRUCTION_FAILED:
 		text_add(b, "STRUCTURE OK\nRECONSTRUCTION FAILED: %zu of %zu tensor%s\n", n, report->n_tensors,

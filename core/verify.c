@@ -1,8 +1,8 @@
-/* Verification of a pack, the same for `uc verify` and the registry's workers:
- * 1 structure (manifest valid, shard files present with their declared sizes),
- * 2 integrity (every shard's SHA-256, shards in parallel),
- * 3 reconstruction (every tensor rebuilt and hashed in chunks, tensors in parallel).
- * A failed stage stops the run; the report records every failure of that stage. */
+/* Verification of a pack, the same for `uc verify` and the registry's workers. Stage 1
+ * (structure) checks the manifest and that every shard file has its declared size. Stage 2
+ * (integrity) hashes the shards in parallel. Stage 3 (reconstruction) rebuilds and hashes
+ * every tensor in chunks, tensors in parallel. A failed stage stops the run, and the report
+ * records every failure of that stage. */
 #include "pack_internal.h"
 
 #include <stdio.h>
