@@ -127,12 +127,41 @@ long uc_manifest_find_tensor(const uc_manifest *manifest, const char *name)
 	return -1;
 }
 
+/* Returns the length of the UTF-8 sequence at text[0..len), or 0 when it is not a valid,
+ * shortest-form encoding of a Unicode scalar value. */
+static size_t utf8_sequence_length(const unsigned char *text, size_t len)
+{
+	unsigned char c = text[0];
+	size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+	if (n == 0 || n > len)
+		return 0;
+
+	uint32_t code = n == 1 ? c : (uint32_t)(c & (0x7F >> n));
+	for (size_t i = 1; i < n; i++) {
+		if ((text[i] & 0xC0) != 0x80)
+			return 0;
+		code = code << 6 | (text[i] & 0x3F);
+	}
+	static const uint32_t min_code[5] = {0, 0, 0x80, 0x800, 0x10000};
+	if (code < min_code[n] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))
+		return 0;
+	return n;
+}
+
 int ucp_text_check(const char *text, size_t len, size_t max_bytes, int multiline, char *why,
 		   size_t why_size)
 {
 	if (len == 0 || len > max_bytes) {
 		snprintf(why, why_size, "must be 1 to %zu bytes long, found %zu", max_bytes, len);
 		return -1;
+	}
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_sequence_length((const unsigned char *)text + i, len - i);
+		if (n == 0) {
+			snprintf(why, why_size, "is not valid UTF-8 at byte %zu", i);
+			return -1;
+		}
+		i += n;
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)text[i];

@@ -32,7 +32,7 @@ typedef enum {
 
 typedef struct {
 	const char *family;        /* dense|moe|ssm|recurrent|hybrid|vit|other (required) */
-	const char *name;          /* model name; NULL means the source file's base name */
+	const char *name;          /* model name; NULL means the base name of the output directory */
 	const char *source_model;  /* where the weights came from; NULL when unknown */
 	const char *license;       /* licence identifier; NULL when unknown */
 	uc_dtype dtype;            /* target dtype of every reconstructed tensor */
@@ -49,9 +49,12 @@ UC_API void uc_pack_options_init(uc_pack_options *options);
 UC_API int uc_family_valid(const char *family);
 
 /* Encodes every tensor of `src` and writes a pack directory at `out_dir`, which must not
- * exist yet. The output bytes depend only on the source and the options other than
- * `threads` and `progress`. The directory appears complete or not at all (built under a
- * temporary name and renamed). */
+ * exist yet (UC_ERR_INVALID naming it). The output bytes depend only on the source and the
+ * options other than `threads` and `progress`. The directory appears complete or not at
+ * all: it is built under a temporary sibling name, renamed into place, and removed on any
+ * failure. A NaN or infinite source weight is UC_ERR_NONFINITE naming the tensor and index.
+ * Progress counts weights and starts again from 0 when a 2-D tensor that uc5 cannot
+ * represent is switched to raw, because that changes the layout and reruns the encoding. */
 UC_API uc_status uc_pack_write(const uc_source *src, const char *out_dir,
 			       const uc_pack_options *options, uc_error *err);
 

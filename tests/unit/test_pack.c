@@ -338,6 +338,20 @@ START_TEST(invalid_options_rejected)
 	options.name = "bad\nname";
 	ck_assert_int_eq(uc_pack_write(src, scratch_path("a"), &options, &err), UC_ERR_INVALID);
 	ck_assert_ptr_nonnull(strstr(err.message, "model name contains control character 0x0a"));
+
+	options = dense_options(1);
+	options.license = "MIT\xff";
+	ck_assert_int_eq(uc_pack_write(src, scratch_path("a"), &options, &err), UC_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "license is not valid UTF-8 at byte 3"));
+
+	options.license = "\xed\xa0\x80";  /* an encoded UTF-16 surrogate */
+	ck_assert_int_eq(uc_pack_write(src, scratch_path("a"), &options, &err), UC_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "license is not valid UTF-8 at byte 0"));
+
+	options.license = "Apache-2.0 \xc2\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+	options.family = "cnn";  /* valid UTF-8 passes; the family check fails instead */
+	ck_assert_int_eq(uc_pack_write(src, scratch_path("a"), &options, &err), UC_ERR_INVALID);
+	ck_assert_ptr_nonnull(strstr(err.message, "model family"));
 	ck_assert_int_eq(entries_in(scratch), 0);
 	uc_source_close(src);
 }
