@@ -26,7 +26,7 @@ struct unpack_stream {
 	uint64_t total;
 };
 
-static uc_status write_chunk(void *ctx, const uint8_t *data, size_t len, uc_error *err)
+static uc_status write_chunk(void *ctx, const void *data, size_t len, uc_error *err)
 {
 	struct unpack_stream *stream = ctx;
 	uc_sha256_update(stream->hash, data, len);
@@ -56,20 +56,6 @@ static uc_tensor_view *tensor_views(const uc_manifest *m, uint64_t *total_bytes)
 	return views;
 }
 
-/* The unpacked file records which manifest it came from, so it can be traced back. */
-static int manifest_sha256_hex(const char *pack_dir, char hex[UC_SHA256_HEX_CHARS + 1])
-{
-	char *bytes = NULL;
-	size_t len = 0;
-	if (cli_read_manifest("unpack", pack_dir, &bytes, &len) != 0)
-		return -1;
-	uint8_t digest[UC_SHA256_BYTES];
-	uc_sha256_buffer(bytes, len, digest);
-	uc_sha256_to_hex(digest, hex);
-	free(bytes);
-	return 0;
-}
-
 static int unpack(const char *pack_dir, const char *out_path)
 {
 	uc_error err;
@@ -92,12 +78,12 @@ static int unpack(const char *pack_dir, const char *out_path)
 		goto out;
 	}
 
+	/* The unpacked file records which manifest it came from, so it can be traced back. */
 	char metadata[256];
+	uint8_t manifest_digest[UC_SHA256_BYTES];
 	char manifest_hex[UC_SHA256_HEX_CHARS + 1];
-	if (manifest_sha256_hex(pack_dir, manifest_hex) != 0) {
-		rc = UC_EXIT_FAILURE;
-		goto out;
-	}
+	uc_pack_manifest_sha256(pack, manifest_digest);
+	uc_sha256_to_hex(manifest_digest, manifest_hex);
 	snprintf(metadata, sizeof metadata, "{\"uc_pack_manifest_sha256\":\"%s\"}", manifest_hex);
 
 	if (uc_st_writer_open(out_path, views, count, metadata, &stream.writer, &err) != UC_OK) {

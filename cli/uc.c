@@ -6,10 +6,6 @@
 
 #include "cli.h"
 
-#ifdef UC_HAVE_EVAL
-int uc_cmd_eval(int argc, char **argv);
-#endif
-
 struct verb {
 	const char *name;
 	int (*run)(int argc, char **argv);
@@ -21,9 +17,7 @@ static const struct verb verbs[] = {
 	{ "verify", uc_cmd_verify, "check a pack's structure, shard digests and every rebuilt tensor" },
 	{ "inspect", uc_cmd_inspect, "show a pack's metadata, tensors, bits per weight and fidelity" },
 	{ "unpack", uc_cmd_unpack, "rebuild a pack's weights into a safetensors file" },
-#ifdef UC_HAVE_EVAL
 	{ "eval", uc_cmd_eval, "measure perplexity of source weights and of a pack" },
-#endif
 };
 
 static void print_usage(FILE *out)

@@ -264,6 +264,8 @@ static uc_status order_longest_first(score_job *job, uc_error *err)
 	return UC_OK;
 }
 
+/* NOTE: runs (documents or windows) are the unit of parallel work, so a corpus of one
+ * document scored without windows runs on one thread. */
 static unsigned choose_threads(unsigned requested, size_t items)
 {
 	unsigned threads = eval_choose_threads(requested);

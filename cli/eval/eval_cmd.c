@@ -249,10 +249,10 @@ static void fill_record(eval_run *run)
 static uc_status measure(eval_run *run, uc_error *err)
 {
 	uc_status rc = load_source(run, err);
-	if (rc == UC_OK && run->args.pack)
-		rc = load_pack(run, err);
 	if (rc == UC_OK)
 		rc = load_text(run, err);
+	if (rc == UC_OK && run->args.pack)
+		rc = load_pack(run, err);
 	if (rc != UC_OK)
 		return rc;
 	fill_record(run);

@@ -1,1 +1,2 @@
-# filled in by its part
+TESTS += tests/cli/test_cli.sh
+EXTRA_DIST += tests/cli/test_cli.sh
