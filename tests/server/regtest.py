@@ -22,6 +22,7 @@ BUILD_DIR = os.environ.get("UC_TOP_BUILDDIR", os.getcwd())
 SOURCE_DIR = os.environ.get("UC_TOP_SRCDIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 UCREGD = os.path.join(BUILD_DIR, "server", "ucregd")
 START_TIMEOUT = 10.0
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
 def sha256_hex(data):
@@ -104,11 +105,26 @@ class Daemon:
         return code
 
     def close(self):
+        """Stops the daemon with SIGTERM, so a sanitizer build reports leaks, and raises
+        when the log shows a sanitizer finding or the daemon did not exit cleanly."""
+        code = 0
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.log_file.close()
+            try:
+                code = self.stop(signal.SIGTERM)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.proc = None
+                self.log_file.close()
+                code = "killed after SIGTERM timed out"
+        log = self.log() if os.path.exists(self.log_path) else ""
         shutil.rmtree(self.dir, ignore_errors=True)
+        for marker in SANITIZER_MARKERS:
+            if marker in log:
+                start = log.index(marker)
+                raise AssertionError("sanitizer finding in ucregd:\n" + log[start:start + 4000])
+        if code != 0:
+            raise AssertionError("ucregd exited with %s:\n%s" % (code, log[-2000:]))
 
     def request(self, method, path, body=None, headers=None, token=None, timeout=30):
         headers = dict(headers or {})
