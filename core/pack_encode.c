@@ -151,7 +151,8 @@ void ucp_encode_chunk(void *ctx, size_t index, unsigned worker)
 	 * runs and the failure reported is always the first in manifest order. */
 	if (index > __atomic_load_n(&pass->first_failure, __ATOMIC_RELAXED))
 		return;
-	if (__atomic_load_n(&pass->range_fallback[chunk->tensor], __ATOMIC_RELAXED))
+	if (tensor->encoding == UC_ENCODING_UC5 &&
+	    __atomic_load_n(&pass->range_fallback[chunk->tensor], __ATOMIC_RELAXED))
 		return;
 
 	uc_tensor_to_f32(pass->views[chunk->tensor], chunk->first, chunk->count, buffers->source);

@@ -266,8 +266,9 @@ static uc_status encode_pass(pack_writer *w, ucp_encode_buffers *buffers, int *f
 
 	*fallbacks = 0;
 	for (size_t i = 0; i < w->manifest->n_tensors; i++) {
-		if (fallback[i] && w->manifest->tensors[i].encoding == UC_ENCODING_UC5) {
+		if (fallback[i]) {
 			w->manifest->tensors[i].encoding = UC_ENCODING_RAW;
+			fallback[i] = 0;
 			(*fallbacks)++;
 		}
 	}

@@ -129,6 +129,29 @@ static void fill_gaussian(float *out, size_t n, uint32_t seed)
 	}
 }
 
+typedef struct {
+	uc_sha256 *sha;
+	uint8_t *copy;
+	size_t copied;
+	size_t capacity;
+	size_t max_chunk;
+	int calls;
+} collector;
+
+static uc_status collect(void *ctx, const void *data, size_t len, uc_error *err)
+{
+	(void)err;
+	collector *c = ctx;
+	uc_sha256_update(c->sha, data, len);
+	if (c->copy && c->copied + len <= c->capacity)
+		memcpy(c->copy + c->copied, data, len);
+	c->copied += len;
+	if (len > c->max_chunk)
+		c->max_chunk = len;
+	c->calls++;
+	return UC_OK;
+}
+
 static int entries_in(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -411,6 +434,17 @@ START_TEST(range_fallback_to_raw)
 	ck_assert_int_eq(uc_manifest_tensor_at(m, 1)->encoding, UC_ENCODING_UC5);
 	ck_assert_uint_eq(uc_manifest_tensor_at(m, 1)->offset, 64 * 8 * 4);
 	assert_verifies(scratch_path("out"), 1);
+
+	/* The raw tensor holds the source values, the outlier included. */
+	uc_pack *pack = NULL;
+	ck_assert_int_eq(uc_pack_open(scratch_path("out"), &pack, &err), UC_OK);
+	collector c = {.sha = uc_sha256_new(), .copy = malloc(sizeof huge), .capacity = sizeof huge};
+	ck_assert_int_eq(uc_pack_reconstruct(pack, 0, collect, &c, &err), UC_OK);
+	ck_assert_uint_eq(c.copied, sizeof huge);
+	ck_assert_mem_eq(c.copy, huge, sizeof huge);
+	uc_sha256_free(c.sha);
+	free(c.copy);
+	uc_pack_close(pack);
 	ck_assert_int_eq(entries_in(scratch), 2);
 	uc_manifest_free(m);
 	uc_source_close(src);
@@ -481,29 +515,6 @@ START_TEST(multi_chunk_tensor_deterministic)
 	uc_source_close(src);
 }
 END_TEST
-
-typedef struct {
-	uc_sha256 *sha;
-	uint8_t *copy;
-	size_t copied;
-	size_t capacity;
-	size_t max_chunk;
-	int calls;
-} collector;
-
-static uc_status collect(void *ctx, const void *data, size_t len, uc_error *err)
-{
-	(void)err;
-	collector *c = ctx;
-	uc_sha256_update(c->sha, data, len);
-	if (c->copy && c->copied + len <= c->capacity)
-		memcpy(c->copy + c->copied, data, len);
-	c->copied += len;
-	if (len > c->max_chunk)
-		c->max_chunk = len;
-	c->calls++;
-	return UC_OK;
-}
 
 /* uc_pack_reconstruct hands every tensor over in chunks of at most 64 KiB whose digest is
  * the manifest's; an f32 raw tensor comes back as the source bytes. */
