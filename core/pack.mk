@@ -3,7 +3,7 @@ core_libuc_core_la_SOURCES += \
 	core/uc_pack.h core/pack_internal.h \
 	core/manifest.c core/manifest_parse.c core/manifest_write.c \
 	core/threadpool.c core/pack_read.c core/verify.c core/report.c \
-	core/pack_encode.c core/pack_write.c
+	core/pack_encode.c core/pack_write.c core/pack_publish.c
 
 include_HEADERS += core/uc_pack.h
 

@@ -172,6 +172,33 @@ void ucp_encode_buffers_free(ucp_encode_buffers *buffers);
 /* ucp_task_fn for one chunk of an ucp_encode_pass. */
 void ucp_encode_chunk(void *pass, size_t index, unsigned worker);
 
+/* State of one uc_pack_write call, shared by pack_write.c and pack_publish.c. */
+typedef struct {
+	const uc_source *src;
+	uc_pack_options options;
+	char *out_dir;     /* without trailing slashes */
+	char *temp_dir;    /* sibling of out_dir, removed on failure */
+	uc_manifest *manifest;
+	const uc_tensor_view **views;
+	int *shard_fds;    /* one per planned shard, -1 when closed */
+	size_t open_shards;
+	size_t created_shards; /* shard-N files created so far, for a replanned second pass */
+	ucp_chunk *chunks;
+	ucp_chunk_result *results;
+	size_t n_chunks;
+	unsigned threads;
+} ucp_pack_writer;
+
+void ucp_pack_close_shards(ucp_pack_writer *w);
+/* Returns the temporary path of shard `shard` (ucp_free); NULL when out of memory. */
+char *ucp_pack_temp_shard_path(const ucp_pack_writer *w, size_t shard);
+/* Fills every tensor's and shard's SHA-256 from the written shard files. */
+uc_status ucp_pack_digest(ucp_pack_writer *w, uc_error *err);
+uc_status ucp_pack_name_shards(ucp_pack_writer *w, uc_error *err);
+uc_status ucp_pack_write_manifest(ucp_pack_writer *w, uc_error *err);
+uc_status ucp_pack_publish(ucp_pack_writer *w, uc_error *err);
+void ucp_pack_remove_temp_dir(const char *path);
+
 /* Verification stages, in the order they run. */
 typedef enum {
 	UCP_STAGE_STRUCTURE = 0,

@@ -1,6 +1,5 @@
-/* Pack writing: plan the layout from shapes alone, encode chunks in parallel straight into
- * the shard files, hash what was written, name shards by digest, write the canonical
- * manifest, and publish the directory with one rename. */
+/* Pack writing: check the options, plan the layout from shapes alone, and encode chunks in
+ * parallel straight into the shard files. pack_publish.c finishes the pack. */
 #include "pack_internal.h" /* config.h defines _GNU_SOURCE, needed for renameat2 */
 
 #include <dirent.h>
@@ -18,21 +17,6 @@
  * has a finite value in the manifest. */
 #define SQNR_LIMIT_DB 999.0
 
-typedef struct {
-	const uc_source *src;
-	uc_pack_options options;
-	char *out_dir;     /* without trailing slashes */
-	char *temp_dir;    /* sibling of out_dir, removed on failure */
-	uc_manifest *manifest;
-	const uc_tensor_view **views;
-	int *shard_fds;    /* one per planned shard, -1 when closed */
-	size_t open_shards;
-	size_t created_shards; /* shard-N files created so far, for a replanned second pass */
-	ucp_chunk *chunks;
-	ucp_chunk_result *results;
-	size_t n_chunks;
-	unsigned threads;
-} pack_writer;
 
 void uc_pack_options_init(uc_pack_options *options)
 {
@@ -81,7 +65,7 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-static uc_status describe_model(pack_writer *w, uc_error *err)
+static uc_status describe_model(ucp_pack_writer *w, uc_error *err)
 {
 	uc_manifest *m = w->manifest;
 	const char *config = uc_source_metadata(w->src, "config");
@@ -104,7 +88,7 @@ static uc_status describe_model(pack_writer *w, uc_error *err)
 
 /* Fills name, shape, dtype and the first-choice encoding of every tensor: uc5 for 2-D
  * tensors, raw for everything else. */
-static uc_status describe_tensors(pack_writer *w, uc_error *err)
+static uc_status describe_tensors(ucp_pack_writer *w, uc_error *err)
 {
 	for (size_t i = 0; i < w->manifest->n_tensors; i++) {
 		const uc_tensor_view *view = uc_source_tensor(w->src, i);
@@ -165,7 +149,7 @@ static uc_status plan_layout(uc_manifest *m, uint64_t limit, uc_error *err)
 	return UC_OK;
 }
 
-static void close_shards(pack_writer *w)
+void ucp_pack_close_shards(ucp_pack_writer *w)
 {
 	for (size_t s = 0; s < w->open_shards; s++) {
 		if (w->shard_fds[s] >= 0)
@@ -175,7 +159,7 @@ static void close_shards(pack_writer *w)
 	w->open_shards = 0;
 }
 
-static char *temp_shard_path(const pack_writer *w, size_t shard)
+char *ucp_pack_temp_shard_path(const ucp_pack_writer *w, size_t shard)
 {
 	char name[32];
 	snprintf(name, sizeof name, "shard-%zu", shard);
@@ -183,11 +167,11 @@ static char *temp_shard_path(const pack_writer *w, size_t shard)
 }
 
 /* Creates (or truncates) every planned shard file at its final size, so gaps are zeros. */
-static uc_status open_shards(pack_writer *w, uc_error *err)
+static uc_status open_shards(ucp_pack_writer *w, uc_error *err)
 {
-	close_shards(w);
+	ucp_pack_close_shards(w);
 	for (size_t s = 0; s < w->manifest->n_shards; s++) {
-		char *path = temp_shard_path(w, s);
+		char *path = ucp_pack_temp_shard_path(w, s);
 		if (!path)
 			return ucp_fail(err, UC_ERR_NOMEM, "out of memory creating shard %zu", s);
 
@@ -205,7 +189,7 @@ static uc_status open_shards(pack_writer *w, uc_error *err)
 
 	/* A second pass may need fewer shards; drop the files of the first that are not reused. */
 	for (size_t s = w->manifest->n_shards; s < w->created_shards; s++) {
-		char *path = temp_shard_path(w, s);
+		char *path = ucp_pack_temp_shard_path(w, s);
 		if (path)
 			unlink(path);
 		ucp_free(path);
@@ -215,7 +199,7 @@ static uc_status open_shards(pack_writer *w, uc_error *err)
 	return UC_OK;
 }
 
-static uc_status make_chunks(pack_writer *w, uc_error *err)
+static uc_status make_chunks(ucp_pack_writer *w, uc_error *err)
 {
 	size_t count = 0;
 	for (size_t i = 0; i < w->manifest->n_tensors; i++)
@@ -242,7 +226,7 @@ static uc_status make_chunks(pack_writer *w, uc_error *err)
 
 /* Runs one encoding pass. Sets *fallbacks to the number of uc5 tensors that the codec
  * rejected with UC_ERR_RANGE; they are switched to raw for the next pass. */
-static uc_status encode_pass(pack_writer *w, ucp_encode_buffers *buffers, int *fallback,
+static uc_status encode_pass(ucp_pack_writer *w, ucp_encode_buffers *buffers, int *fallback,
 			     size_t *fallbacks, uc_error *err)
 {
 	ucp_progress progress;
@@ -277,7 +261,7 @@ static uc_status encode_pass(pack_writer *w, ucp_encode_buffers *buffers, int *f
 
 /* Encodes every tensor into the shard files. A tensor the codec cannot represent is stored
  * raw, which changes the layout, so the pass runs once more with the new plan. */
-static uc_status encode_all(pack_writer *w, uc_error *err)
+static uc_status encode_all(ucp_pack_writer *w, uc_error *err)
 {
 	uc_status rc = UC_OK;
 	int *fallback = ucp_calloc(w->manifest->n_tensors, sizeof *fallback);
@@ -324,7 +308,7 @@ static double sqnr_db(double signal, double noise)
 }
 
 /* Adds the chunk partial sums in chunk order: the same sums for every thread count. */
-static void sum_fidelity(pack_writer *w)
+static void sum_fidelity(ucp_pack_writer *w)
 {
 	uc_manifest *m = w->manifest;
 	double total_signal = 0, total_noise = 0;
@@ -344,233 +328,7 @@ static void sum_fidelity(pack_writer *w)
 	m->sqnr_db = sqnr_db(total_signal, total_noise);
 }
 
-/* Digests of the written bytes: every tensor reconstructed from its shard, and every shard. */
-typedef struct {
-	const uc_manifest *manifest;
-	ucp_shard_map *maps;
-	uc_status *status;
-	uc_error *errors;
-	uint8_t (*digests)[UC_SHA256_BYTES];
-} digest_run;
-
-static void digest_tensor(void *ctx, size_t index, unsigned worker)
-{
-	(void)worker;
-	digest_run *run = ctx;
-	const uc_manifest_tensor *t = &run->manifest->tensors[index];
-	const ucp_shard_map *map = &run->maps[t->shard];
-	const uint8_t *span = map->data ? map->data + t->offset : NULL;
-	run->status[index] = ucp_tensor_digest(t, span, run->digests[index], &run->errors[index]);
-}
-
-static void digest_shard(void *ctx, size_t index, unsigned worker)
-{
-	(void)worker;
-	digest_run *run = ctx;
-	const ucp_shard_map *map = &run->maps[index];
-	uc_sha256_buffer(map->data ? (const void *)map->data : "", (size_t)map->size, run->digests[index]);
-}
-
-static uc_status map_written_shards(pack_writer *w, ucp_shard_map *maps, uc_error *err)
-{
-	for (size_t s = 0; s < w->manifest->n_shards; s++) {
-		int fd = w->shard_fds[s];
-		if (fsync(fd) != 0)
-			return ucp_fail(err, UC_ERR_IO, "cannot flush shard %zu to disk: %s", s, strerror(errno));
-		maps[s].size = w->manifest->shards[s].size;
-		if (maps[s].size == 0)
-			continue;
-		void *data = mmap(NULL, maps[s].size, PROT_READ, MAP_SHARED, fd, 0);
-		if (data == MAP_FAILED) {
-			maps[s].size = 0;
-			return ucp_fail(err, UC_ERR_IO, "cannot map shard %zu: %s", s, strerror(errno));
-		}
-		maps[s].data = data;
-	}
-	return UC_OK;
-}
-
-static uc_status digest_all(pack_writer *w, uc_error *err)
-{
-	uc_manifest *m = w->manifest;
-	size_t n = m->n_tensors > m->n_shards ? m->n_tensors : m->n_shards;
-	ucp_shard_map *maps = ucp_calloc(m->n_shards, sizeof *maps);
-	digest_run run = {
-		.manifest = m, .maps = maps, .status = ucp_calloc(n, sizeof *run.status),
-		.errors = ucp_calloc(n, sizeof *run.errors), .digests = ucp_calloc(n, sizeof *run.digests),
-	};
-	uc_status rc = UC_OK;
-	if (!maps || !run.status || !run.errors || !run.digests) {
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory hashing %zu tensors", m->n_tensors);
-		goto out;
-	}
-	rc = map_written_shards(w, maps, err);
-	if (rc != UC_OK)
-		goto out;
-
-	ucp_parallel_run(m->n_tensors, ucp_thread_count(w->threads, m->n_tensors), digest_tensor, &run);
-	for (size_t i = 0; i < m->n_tensors && rc == UC_OK; i++) {
-		if (run.status[i] != UC_OK)
-			rc = ucp_fail(err, run.status[i], "%s", run.errors[i].message);
-		memcpy(m->tensors[i].sha256, run.digests[i], UC_SHA256_BYTES);
-	}
-	if (rc != UC_OK)
-		goto out;
-
-	ucp_parallel_run(m->n_shards, ucp_thread_count(w->threads, m->n_shards), digest_shard, &run);
-	for (size_t s = 0; s < m->n_shards; s++) {
-		memcpy(m->shards[s].sha256, run.digests[s], UC_SHA256_BYTES);
-		uc_sha256_to_hex(run.digests[s], m->shard_files[s]);
-	}
-
-out:
-	for (size_t s = 0; maps && s < m->n_shards; s++)
-		ucp_shard_map_close(&maps[s]);
-	ucp_free(maps);
-	ucp_free(run.status);
-	ucp_free(run.errors);
-	ucp_free(run.digests);
-	return rc;
-}
-
-/* Renames shard-N to its digest. Two shards with the same bytes share one file. */
-static uc_status name_shards(pack_writer *w, uc_error *err)
-{
-	close_shards(w);
-	for (size_t s = 0; s < w->manifest->n_shards; s++) {
-		uc_status rc = UC_OK;
-		char *from = temp_shard_path(w, s);
-		char *to = ucp_path_join(w->temp_dir, w->manifest->shard_files[s]);
-		if (!from || !to)
-			rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory naming shard %zu", s);
-		else if (rename(from, to) != 0)
-			rc = ucp_fail(err, UC_ERR_IO, "cannot rename %s to %s: %s", from, to, strerror(errno));
-		ucp_free(from);
-		ucp_free(to);
-		if (rc != UC_OK)
-			return rc;
-	}
-	return UC_OK;
-}
-
-static uc_status write_file(const char *path, const char *data, size_t len, uc_error *err)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return ucp_fail(err, UC_ERR_IO, "cannot create %s: %s", path, strerror(errno));
-	while (len > 0) {
-		ssize_t n = write(fd, data, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			uc_status rc = ucp_fail(err, UC_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-			close(fd);
-			return rc;
-		}
-		data += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0)
-		return ucp_fail(err, UC_ERR_IO, "cannot flush %s: %s", path, strerror(errno));
-	return UC_OK;
-}
-
-static uc_status write_manifest(pack_writer *w, uc_error *err)
-{
-	uc_status rc = ucp_manifest_check(w->manifest, err);
-	if (rc != UC_OK) {
-		ucp_error_prefix(err, "internal error: the written manifest is invalid");
-		return rc;
-	}
-
-	size_t len = 0;
-	char *json = uc_manifest_to_json(w->manifest, &len);
-	char *path = ucp_path_join(w->temp_dir, UCP_MANIFEST_FILE);
-	if (!json || !path)
-		rc = ucp_fail(err, UC_ERR_NOMEM, "out of memory writing the manifest");
-	else
-		rc = write_file(path, json, len, err);
-	ucp_free(json);
-	ucp_free(path);
-	return rc;
-}
-
-static void sync_directory(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
-/* Renames `from` to `to` unless `to` exists. */
-static int rename_no_replace(const char *from, const char *to)
-{
-	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-		return 0;
-	if (errno != EINVAL && errno != ENOSYS)
-		return -1;
-
-	/* NOTE: without RENAME_NOREPLACE (old kernels, some file systems) an empty directory
-	 * created at `to` between this check and the rename is replaced. */
-	struct stat st;
-	if (lstat(to, &st) == 0) {
-		errno = EEXIST;
-		return -1;
-	}
-	return rename(from, to);
-}
-
-static void sync_parent_directory(const char *path)
-{
-	char *parent = ucp_strdup(path);
-	if (!parent)
-		return;
-	char *slash = strrchr(parent, '/');
-	if (!slash)
-		sync_directory(".");
-	else if (slash == parent)
-		sync_directory("/");
-	else {
-		*slash = '\0';
-		sync_directory(parent);
-	}
-	ucp_free(parent);
-}
-
-/* Moves the finished directory into place without replacing anything already there. */
-static uc_status publish(pack_writer *w, uc_error *err)
-{
-	sync_directory(w->temp_dir);
-	if (rename_no_replace(w->temp_dir, w->out_dir) != 0) {
-		if (errno == EEXIST || errno == ENOTEMPTY)
-			return ucp_fail(err, UC_ERR_INVALID,
-					"output directory %s already exists; choose a new path or remove it",
-					w->out_dir);
-		return ucp_fail(err, UC_ERR_IO, "cannot rename %s to %s: %s", w->temp_dir, w->out_dir,
-				strerror(errno));
-	}
-	sync_parent_directory(w->out_dir);
-	return UC_OK;
-}
-
-/* Removes the temporary directory and the files this writer put in it. */
-static void remove_temp_dir(const char *path)
-{
-	DIR *dir = opendir(path);
-	if (dir) {
-		struct dirent *entry;
-		while ((entry = readdir(dir)) != NULL) {
-			if (strcmp(entry->d_name, ".") != 0 && strcmp(entry->d_name, "..") != 0)
-				unlinkat(dirfd(dir), entry->d_name, 0);
-		}
-		closedir(dir);
-	}
-	rmdir(path);
-}
-
-static uc_status start_writer(pack_writer *w, const uc_source *src, const char *out_dir,
+static uc_status start_writer(ucp_pack_writer *w, const uc_source *src, const char *out_dir,
 			      const uc_pack_options *options, uc_error *err)
 {
 	w->src = src;
@@ -605,11 +363,11 @@ static uc_status start_writer(pack_writer *w, const uc_source *src, const char *
 	return rc;
 }
 
-static void free_writer(pack_writer *w, int remove_temp)
+static void free_writer(ucp_pack_writer *w, int remove_temp)
 {
-	close_shards(w);
+	ucp_pack_close_shards(w);
 	if (remove_temp)
-		remove_temp_dir(w->temp_dir);
+		ucp_pack_remove_temp_dir(w->temp_dir);
 	uc_manifest_free(w->manifest);
 	ucp_free(w->views);
 	ucp_free(w->shard_fds);
@@ -622,7 +380,7 @@ static void free_writer(pack_writer *w, int remove_temp)
 uc_status uc_pack_write(const uc_source *src, const char *out_dir, const uc_pack_options *options,
 			uc_error *err)
 {
-	pack_writer w = {0};
+	ucp_pack_writer w = {0};
 	int temp_created = 0;
 
 	uc_error_clear(err);
@@ -649,14 +407,14 @@ uc_status uc_pack_write(const uc_source *src, const char *out_dir, const uc_pack
 		rc = encode_all(&w, err);
 	if (rc == UC_OK) {
 		sum_fidelity(&w);
-		rc = digest_all(&w, err);
+		rc = ucp_pack_digest(&w, err);
 	}
 	if (rc == UC_OK)
-		rc = name_shards(&w, err);
+		rc = ucp_pack_name_shards(&w, err);
 	if (rc == UC_OK)
-		rc = write_manifest(&w, err);
+		rc = ucp_pack_write_manifest(&w, err);
 	if (rc == UC_OK)
-		rc = publish(&w, err);
+		rc = ucp_pack_publish(&w, err);
 
 out:
 	free_writer(&w, temp_created && rc != UC_OK);
