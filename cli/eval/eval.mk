@@ -53,3 +53,9 @@ tests_unit_test_eval_pack_CPPFLAGS = $(EVAL_TEST_INCLUDES)
 tests_unit_test_eval_pack_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_eval_pack_LDADD = $(EVAL_TEST_LIBS)
 TESTS += tests/unit/test_eval_pack
+
+# `make fuzz`: the tokenizer parser and encoder (see tests/fuzz/fuzz.mk). The target
+# includes the harness sources it needs itself, as FUZZ_LIBUC_FILES is set after this file.
+FUZZERS += fuzz_tokenizer
+EXTRA_DIST += tests/fuzz/fuzz_tokenizer.c
+CLEANFILES += tests/fuzz/fuzz_tokenizer
