@@ -14,7 +14,6 @@
 
 #include "util.h"
 
-
 size_t eval_plan_windows(size_t count, uint32_t window, uint32_t stride, eval_window *out,
 			 size_t capacity)
 {
@@ -234,33 +233,38 @@ unsigned eval_choose_threads(unsigned requested)
 	return threads > EVAL_MAX_THREADS ? EVAL_MAX_THREADS : threads;
 }
 
-/* qsort has no context argument, so the comparator reads the items through this pointer,
- * guarded by sort_lock. */
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-static const score_item *sort_items;
+typedef struct {
+	size_t fed;   /* positions the run feeds */
+	size_t index; /* the run's place in the plan */
+} run_length;
 
 static int compare_longer_first(const void *a, const void *b)
 {
-	size_t x = *(const size_t *)a, y = *(const size_t *)b;
-	size_t x_len = sort_items[x].window.end - sort_items[x].window.start;
-	size_t y_len = sort_items[y].window.end - sort_items[y].window.start;
-	if (x_len != y_len)
-		return x_len > y_len ? -1 : 1;
-	return (x > y) - (x < y);
+	const run_length *x = a, *y = b;
+	if (x->fed != y->fed)
+		return x->fed > y->fed ? -1 : 1;
+	return (x->index > y->index) - (x->index < y->index);
 }
 
 static uc_status order_longest_first(score_job *job, uc_error *err)
 {
-	job->order = calloc(job->count ? job->count : 1, sizeof *job->order);
-	if (!job->order)
+	size_t slots = job->count ? job->count : 1;
+	run_length *lengths = calloc(slots, sizeof *lengths);
+	job->order = calloc(slots, sizeof *job->order);
+	if (!lengths || !job->order) {
+		free(lengths);
+		free(job->order);
+		job->order = NULL;
 		return eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu runs", job->count);
+	}
+	for (size_t i = 0; i < job->count; i++) {
+		lengths[i].fed = job->items[i].window.end - job->items[i].window.start;
+		lengths[i].index = i;
+	}
+	qsort(lengths, job->count, sizeof *lengths, compare_longer_first);
 	for (size_t i = 0; i < job->count; i++)
-		job->order[i] = i;
-	pthread_mutex_lock(&sort_lock);
-	sort_items = job->items;
-	qsort(job->order, job->count, sizeof *job->order, compare_longer_first);
-	sort_items = NULL;
-	pthread_mutex_unlock(&sort_lock);
+		job->order[i] = lengths[i].index;
+	free(lengths);
 	return UC_OK;
 }
 
