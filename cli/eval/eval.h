@@ -92,12 +92,12 @@ eval_arch eval_model_arch(const eval_model *model);
 uint32_t eval_model_vocab_size(const eval_model *model);
 /* Returns the weights the model was built from. Borrowed. */
 const eval_weights *eval_model_weights(const eval_model *model);
-/* Returns the longest context the model was trained for, or 0 for a recurrent model,
+/* Returns the maximum context length the model was trained for, or 0 for a recurrent model,
  * which has no such limit. */
 uint32_t eval_model_max_seq_len(const eval_model *model);
 
 /* Per-sequence state: the KV cache of a Llama model or the recurrent state of RWKV. One
- * state belongs to one thread at a time; several states may share one model. */
+ * state belongs to one thread at a time, but several states may share one model. */
 typedef struct eval_state eval_state;
 uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *err);
 void eval_state_free(eval_state *state);
@@ -116,7 +116,7 @@ const float *eval_state_step(eval_state *state, uint32_t token);
 typedef struct eval_tokenizer eval_tokenizer;
 
 uc_status eval_tokenizer_load(const char *path, eval_tokenizer **out, uc_error *err);
-/* Parses tokenizer bytes; `name` is used in error messages. */
+/* Parses tokenizer bytes. `name` is used in error messages. */
 uc_status eval_tokenizer_parse(const uint8_t *data, size_t len, const char *name,
 			       eval_tokenizer **out, uc_error *err);
 void eval_tokenizer_free(eval_tokenizer *tokenizer);
@@ -140,13 +140,13 @@ uc_status eval_bytes_encode(const char *text, size_t len, uint32_t **tokens, siz
 
 /* ---- Corpus (corpus.c) ---- */
 
-/* Reads a whole file into a new buffer (free with free()); `what` names the file's role in
- * error messages ("corpus", "tokenizer"). */
+/* Reads a whole file into a new buffer, which the caller frees with free(). `what` names
+ * the file's role in error messages ("corpus", "tokenizer"). */
 uc_status eval_read_file(const char *path, const char *what, char **out, size_t *len,
 			 uc_error *err);
 
 typedef struct {
-	const char *text; /* points into the corpus buffer; not NUL-terminated */
+	const char *text; /* points into the corpus buffer, not NUL-terminated */
 	size_t len;
 } eval_document;
 
@@ -240,7 +240,7 @@ typedef struct {
 	eval_arch arch;
 	eval_file_id source;
 	int has_pack;
-	eval_file_id pack_manifest; /* name: the pack directory; sha256: of manifest.json */
+	eval_file_id pack_manifest; /* the pack directory, and the SHA-256 of its manifest.json */
 	const char *pack_dtype;     /* the dtype the pack reconstructs to */
 	eval_file_id corpus;
 	int has_tokenizer;          /* 0: byte-level */

@@ -16,7 +16,7 @@ uc_status eval_fail(uc_error *err, uc_status status, const char *fmt, ...) EVAL_
 /* Prefixes the message already in `err` with "CONTEXT: ". */
 void eval_error_prefix(uc_error *err, const char *fmt, ...) EVAL_PRINTF(2, 3);
 
-/* Stores a * b in *out; returns 0, or -1 when the product overflows size_t. */
+/* Stores a * b in *out and returns 0, or returns -1 when the product overflows size_t. */
 static inline int eval_mul_size(size_t a, size_t b, size_t *out)
 {
 	return __builtin_mul_overflow(a, b, out) ? -1 : 0;
