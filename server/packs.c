@@ -396,3 +396,57 @@ enum MHD_Result reg_version_put(reg_request *req)
 	uc_manifest_free(manifest);
 	return result;
 }
+
+enum MHD_Result reg_version_delete(reg_request *req)
+{
+	static const char *const statements[] = {
+		"DELETE FROM evaluations WHERE version_id = ?1",
+		"DELETE FROM version_blobs WHERE version_id = ?1",
+		"DELETE FROM jobs WHERE version_id = ?1",
+		"DELETE FROM versions WHERE id = ?1",
+	};
+	const char *slug = req->segments[2], *version = req->segments[4];
+	struct pack_row pack;
+	char digest[UC_SHA256_HEX_CHARS + 1];
+	int64_t version_id;
+
+	if (reg_check_names(req, 1) != 0)
+		return MHD_YES;
+	sqlite3 *db = reg_db_thread();
+	if (!db || reg_db_begin_write(db) != SQLITE_OK)
+		return reg_respond_catalog_error(req);
+	int found = load_pack(db, slug, &pack) == 0 && pack.id >= 0
+		? load_version(db, pack.id, version, &version_id, digest) : 0;
+	if (found <= 0) {
+		reg_db_rollback(db);
+		if (found < 0)
+			return reg_respond_catalog_error(req);
+		return reg_respond_problem(req, MHD_HTTP_NOT_FOUND, "version_not_found",
+					   "Version not found", "no version '%s' of pack '%s'", version, slug);
+	}
+	for (size_t i = 0; i < sizeof statements / sizeof statements[0]; i++) {
+		sqlite3_stmt *stmt = reg_db_prepare(db, statements[i]);
+		int rc = SQLITE_ERROR;
+		if (stmt) {
+			sqlite3_bind_int64(stmt, 1, version_id);
+			rc = sqlite3_step(stmt);
+			sqlite3_finalize(stmt);
+		}
+		if (rc != SQLITE_DONE) {
+			REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot delete %s@%s: %s", slug, version,
+				sqlite3_errmsg(db));
+			reg_db_rollback(db);
+			return reg_respond_catalog_error(req);
+		}
+	}
+	if (reg_db_append_event(db, "delete", slug, version, digest) != SQLITE_OK ||
+	    reg_db_commit(db) != SQLITE_OK) {
+		reg_db_rollback(db);
+		return reg_respond_catalog_error(req);
+	}
+	/* NOTE: shard blobs stay in the store, since other versions may share them. */
+	REG_LOG(REG_LOG_INFO, "req", req->id, "deleted %s@%s (manifest %s) by admin token %" PRId64,
+		slug, version, digest, req->token_id);
+	return reg_respond_json(req, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b}", "slug", slug,
+							   "version", version, "deleted", 1));
+}

@@ -10,6 +10,7 @@
 /* Writes. */
 enum MHD_Result reg_version_put(reg_request *req);
 enum MHD_Result reg_version_yank(reg_request *req);
+enum MHD_Result reg_version_delete(reg_request *req); /* admin only */
 enum MHD_Result reg_evaluation_post(reg_request *req);
 
 /* Reads. */

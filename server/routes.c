@@ -23,6 +23,8 @@ const reg_route reg_routes[] = {
 	{ "GET", "/api/packs/{}/versions", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_versions_list },
 	{ "GET", "/api/packs/{}/versions/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_version_get },
 	{ "PUT", "/api/packs/{}/versions/{}", REG_AUTH_PUSH, REG_BODY_JSON, NULL, reg_version_put },
+	{ "DELETE", "/api/packs/{}/versions/{}", REG_AUTH_ADMIN, REG_BODY_NONE, NULL,
+	  reg_version_delete },
 	{ "GET", "/api/packs/{}/versions/{}/manifest", REG_AUTH_NONE, REG_BODY_NONE, NULL,
 	  reg_manifest_get },
 	{ "POST", "/api/packs/{}/versions/{}/evaluations", REG_AUTH_PUSH, REG_BODY_JSON, NULL,

@@ -129,6 +129,20 @@ class EvaluationTest(PackTest):
         self.assertTrue(yanked["yanked"])
         self.assertEqual(yanked["yank_reason"], "bad")
 
+    def test_delete_needs_admin(self):
+        self.publish()
+        path = "/api/packs/stories/versions/1.0"
+        self.assertProblem(self.daemon.request("DELETE", path, token=self.token), 403,
+                           "scope_insufficient")
+        response = self.daemon.request("DELETE", path, token=self.admin_token)
+        self.assertEqual(response.status, 200, response.body)
+        self.assertProblem(self.daemon.request("GET", path), 404, "version_not_found")
+        changes = self.daemon.request("GET", "/api/changes").json()["changes"]
+        self.assertEqual(changes[-1]["kind"], "delete")
+        self.assertEqual(changes[-1]["detail"], regtest.sha256_hex(self.manifest))
+        for digest in self.shards:
+            self.assertEqual(self.daemon.request("HEAD", "/api/blobs/sha256/" + digest).status, 200)
+
     def test_metrics_count_verify_runs(self):
         self.publish()
         text = self.daemon.request("GET", "/metrics").body.decode()
