@@ -92,7 +92,7 @@ static enum MHD_Result respond_upload(reg_request *req, unsigned status, const c
 	}
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(r, MHD_HTTP_HEADER_LOCATION, url);
-	/* Range tells a resuming client which bytes are already stored. */
+	/* Range shows a resuming client which bytes are already stored. */
 	if (received) {
 		snprintf(range, sizeof range, "bytes=0-%" PRIu64, received - 1);
 		MHD_add_response_header(r, MHD_HTTP_HEADER_RANGE, range);
@@ -347,9 +347,9 @@ enum MHD_Result reg_upload_finish(reg_request *req)
 					   " lower-case hex digits", digest_arg ? digest_arg : "");
 	const char *expected = digest_arg + 7;
 
-	/* Hash exactly the counted bytes; anything past them is an unfinished chunk.
+	/* Hash exactly the counted bytes, because anything past them is an unfinished chunk.
 	 * NOTE: the whole file is hashed here, in the request thread, so finishing a large
-	 * upload holds one HTTP thread for the time it takes to read it. */
+	 * upload blocks one HTTP thread for the time it takes to read it. */
 	upload_path(id, path, sizeof path);
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, (off_t)received) != 0 ||

@@ -49,7 +49,7 @@ class UploadTest(DaemonTest):
         self.assertEqual(self.daemon.request("GET", url, token=self.token).status, 404)
         self.assertEqual(os.listdir(os.path.join(self.daemon.data_dir, "uploads")), [])
 
-    # A rejected chunk is answered before its body is read and the connection closes, so
+    # The response to a rejected chunk comes before its body is read and the connection closes, so
     # these chunks are small enough to be sent whole before the response arrives.
     def test_chunk_sent_twice_416(self):
         url = self.start_upload()
