@@ -86,6 +86,10 @@ uc_status ucp_shard_map_open(const char *dir, const uc_manifest_shard *shard, uc
 			     uc_error *err);
 void ucp_shard_map_close(ucp_shard_map *map);
 
+/* Returns the encoded bytes of tensor `tensor_index` of an open pack (NULL for an empty
+ * shard, which has no mapping). */
+const uint8_t *ucp_pack_span(const uc_pack *pack, size_t tensor_index);
+
 /* Rebuilds `tensor` from its encoded bytes `span` (tensor->length bytes) in pieces of at
  * most UC_RECONSTRUCT_CHUNK_BYTES, handing each to `sink`. `scratch` has room for
  * UC_RECONSTRUCT_CHUNK_BYTES bytes and is only used for uc5 tensors. */

@@ -274,6 +274,13 @@ out:
 	return rc;
 }
 
+const uint8_t *ucp_pack_span(const uc_pack *pack, size_t tensor_index)
+{
+	const uc_manifest_tensor *tensor = &pack->manifest->tensors[tensor_index];
+	const ucp_shard_map *map = &pack->maps[tensor->shard];
+	return map->data ? map->data + tensor->offset : NULL;
+}
+
 const uc_manifest *uc_pack_manifest(const uc_pack *pack)
 {
 	return pack->manifest;
@@ -293,14 +300,13 @@ uc_status uc_pack_reconstruct(const uc_pack *pack, size_t tensor_index, uc_chunk
 				tensor_index, pack->manifest->n_tensors);
 
 	const uc_manifest_tensor *tensor = &pack->manifest->tensors[tensor_index];
-	const ucp_shard_map *map = &pack->maps[tensor->shard];
 	uint8_t *scratch = ucp_malloc(UC_RECONSTRUCT_CHUNK_BYTES);
 	if (!scratch)
 		return ucp_fail(err, UC_ERR_NOMEM, "out of memory reconstructing tensor %s", tensor->name);
 
 	/* A zero-length span may sit in an empty shard, which has no mapping. */
-	const uint8_t *span = map->data ? map->data + tensor->offset : NULL;
-	uc_status rc = ucp_tensor_reconstruct(tensor, span, scratch, chunk, ctx, err);
+	uc_status rc = ucp_tensor_reconstruct(tensor, ucp_pack_span(pack, tensor_index), scratch, chunk,
+					      ctx, err);
 	ucp_free(scratch);
 	return rc;
 }
