@@ -17,6 +17,8 @@ static const struct verb verbs[] = {
 	{ "verify", uc_cmd_verify, "check a pack's structure, shard digests and every rebuilt tensor" },
 	{ "inspect", uc_cmd_inspect, "show a pack's metadata, tensors, bits per weight and fidelity" },
 	{ "unpack", uc_cmd_unpack, "rebuild a pack's weights into a safetensors file" },
+	{ "push", uc_cmd_push, "upload a pack to a registry and wait for its verification" },
+	{ "pull", uc_cmd_pull, "download a pack from a registry and verify it before use" },
 	{ "eval", uc_cmd_eval, "measure perplexity of source weights and of a pack" },
 };
 
