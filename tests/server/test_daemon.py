@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import regtest  # noqa: E402
@@ -80,6 +81,31 @@ class HealthAndErrorsTest(DaemonTest):
     def test_sigint_stops_cleanly(self):
         self.assertEqual(self.daemon.stop(signal.SIGINT), 0)
         self.assertIn("received SIGINT", self.daemon.log())
+
+
+class SlowClientTest(DaemonTest):
+    def test_slow_clients_do_not_starve_others(self):
+        # Clients that stall halfway through their headers or trickle an upload hold only
+        # a socket each; requests from other clients are still served at once.
+        stalled = []
+        for _ in range(40):
+            sock = self.daemon.connect()
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            stalled.append(sock)
+        trickle = self.daemon.connect()
+        trickle.sendall(("PUT /api/blobs/sha256/%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         "Authorization: Bearer %s\r\nContent-Length: 1000000\r\n\r\n"
+                         % ("2" * 64, self.token)).encode() + b"x" * 100)
+        stalled.append(trickle)
+        try:
+            for _ in range(20):
+                started = time.monotonic()
+                response = self.daemon.request("GET", "/healthz", timeout=5)
+                self.assertEqual(response.status, 200)
+                self.assertLess(time.monotonic() - started, 1.0)
+        finally:
+            for sock in stalled:
+                sock.close()
 
 
 class MultipartTest(DaemonTest):
