@@ -383,6 +383,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_protocol");
 	TCase *windows = tcase_create("windows");
+	tcase_set_timeout(windows, 60);
 	tcase_add_test(windows, windows_without_overlap);
 	tcase_add_test(windows, windows_with_overlap);
 	tcase_add_test(windows, windows_cover_every_prediction);
@@ -398,6 +399,7 @@ int main(void)
 	suite_add_tcase(suite, score);
 
 	TCase *record = tcase_create("record");
+	tcase_set_timeout(record, 60);
 	tcase_add_test(record, record_json_fields);
 	tcase_add_test(record, record_json_without_pack);
 	tcase_add_test(record, record_text_lines);

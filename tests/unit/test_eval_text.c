@@ -459,6 +459,7 @@ int main(void)
 	suite_add_tcase(suite, tokenizer);
 
 	TCase *corpus = tcase_create("corpus");
+	tcase_set_timeout(corpus, 60);
 	tcase_add_test(corpus, corpus_splits_on_separator);
 	tcase_add_test(corpus, corpus_strips_and_drops_empty);
 	tcase_add_test(corpus, corpus_without_separator);
