@@ -7,7 +7,7 @@
 #include "util.h"
 
 /* NOTE: every tensor is held as float32, so a run with --pack needs 8 bytes of memory per
- * parameter (source and pack), which limits uc eval to models of a few billion parameters. */
+ * parameter (source and pack): 56 GB for a model of 7 billion parameters. */
 uc_status eval_weights_from_source(const uc_source *src, eval_weights **out, uc_error *err)
 {
 	eval_weights *weights = NULL;
