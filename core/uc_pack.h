@@ -54,7 +54,8 @@ UC_API int uc_family_valid(const char *family);
  * all: it is built under a temporary sibling name, renamed into place, and removed on any
  * failure. A NaN or infinite source weight is UC_ERR_NONFINITE naming the tensor and index.
  * Progress counts weights and starts again from 0 when a 2-D tensor that uc5 cannot
- * represent is switched to raw, because that changes the layout and reruns the encoding. */
+ * represent is switched to raw, because that changes the layout and reruns the encoding.
+ * UC_ERR_ISA when the UC_ISA environment variable names an unavailable path. */
 UC_API uc_status uc_pack_write(const uc_source *src, const char *out_dir,
 			       const uc_pack_options *options, uc_error *err);
 
@@ -161,9 +162,11 @@ UC_API void uc_verify_options_init(uc_verify_options *options);
 typedef struct uc_report uc_report;
 
 /* Verifies the pack whose manifest bytes are `manifest_json` and whose shard files are
- * found as `shard_dir`/<file name>. On UC_OK, *out is a report whatever the verdict; a
- * status other than UC_OK means verification could not run (out of memory, bad options).
- * The caller frees the report with uc_report_free. */
+ * found as `shard_dir`/<file name>. `options` may be NULL for the defaults. On UC_OK, *out
+ * is a report whatever the verdict; a status other than UC_OK means verification could not
+ * run (UC_ERR_NOMEM, UC_ERR_INVALID for missing arguments, UC_ERR_ISA when the UC_ISA
+ * environment variable names an unavailable path) and *out is NULL. The caller frees the
+ * report with uc_report_free. */
 UC_API uc_status uc_verify_manifest(const char *manifest_json, size_t len, const char *shard_dir,
 				    const uc_verify_options *options, uc_report **out,
 				    uc_error *err);
@@ -180,8 +183,9 @@ UC_API size_t uc_report_error_count(const uc_report *report);
 /* Returns the report as a JSON document (new string, free with uc_free), or NULL when out
  * of memory. */
 UC_API char *uc_report_to_json(const uc_report *report);
-/* Returns the report as human-readable lines ending in the verdict line (new string, free
- * with uc_free), or NULL when out of memory. */
+/* Returns the report as human-readable lines ending in the verdict lines, which are
+ * "STRUCTURE OK" and "RECONSTRUCTION OK" for a good pack (new string, free with uc_free),
+ * or NULL when out of memory. */
 UC_API char *uc_report_to_text(const uc_report *report);
 UC_API void uc_report_free(uc_report *report);
 

@@ -110,7 +110,11 @@ static uc_tensor_view f32_view(const char *name, const float *data, uint32_t ndi
 	uc_tensor_view view = {.name = name, .dtype = UC_DTYPE_F32, .ndim = ndim, .data = (const uint8_t *)data};
 	view.shape[0] = d0;
 	view.shape[1] = d1;
-	view.n_elements = ndim == 0 ? 1 : ndim == 1 ? d0 : d0 * d1;
+	view.n_elements = 1;
+	if (ndim >= 1)
+		view.n_elements *= d0;
+	if (ndim == 2)
+		view.n_elements *= d1;
 	view.nbytes = view.n_elements * 4;
 	return view;
 }
@@ -435,7 +439,7 @@ START_TEST(range_fallback_to_raw)
 	ck_assert_uint_eq(uc_manifest_tensor_at(m, 1)->offset, 64 * 8 * 4);
 	assert_verifies(scratch_path("out"), 1);
 
-	/* The raw tensor holds the source values, the outlier included. */
+	/* The raw tensor contains the source values, the outlier included. */
 	uc_pack *pack = NULL;
 	ck_assert_int_eq(uc_pack_open(scratch_path("out"), &pack, &err), UC_OK);
 	collector c = {.sha = uc_sha256_new(), .copy = malloc(sizeof huge), .capacity = sizeof huge};
@@ -516,8 +520,8 @@ START_TEST(multi_chunk_tensor_deterministic)
 }
 END_TEST
 
-/* uc_pack_reconstruct hands every tensor over in chunks of at most 64 KiB whose digest is
- * the manifest's; an f32 raw tensor comes back as the source bytes. */
+/* uc_pack_reconstruct hands every tensor over in chunks of at most 64 KiB, and the digest
+ * of the chunks is the manifest's. An f32 raw tensor comes back as the source bytes. */
 START_TEST(reconstruct_in_chunks)
 {
 	uc_source *src = open_stories();

@@ -350,7 +350,7 @@ static void check_failed_report(const char *name, const uc_report *report, const
 	}
 	ck_assert_msg(found, "%s: no %s error containing \"%s\"\n%s", name, status, message, text);
 
-	/* A failed stage stops verification, and the report says which stages did not run. */
+	/* A failed stage stops verification, and the report records which stages did not run. */
 	size_t failed_stage = strcmp(verdict, "structure_failed") == 0 ? 0 : strcmp(verdict, "integrity_failed") == 0 ? 1 : 2;
 	ck_assert_str_eq(stage_status(root, failed_stage), "failed");
 	for (size_t s = failed_stage + 1; s < 3; s++)
@@ -392,7 +392,7 @@ START_TEST(mutations_fail_as_expected)
 }
 END_TEST
 
-/* Every malformed manifest fixture is a structure failure with the parser's status. */
+/* Every malformed manifest fixture is a structure failure with exactly one error. */
 START_TEST(manifest_fixtures_fail_structure)
 {
 	DIR *dir = opendir(tu_fixture_path("manifest"));
@@ -565,7 +565,7 @@ START_TEST(allocation_failures_reported)
 			      uc_status_name(status), err.message);
 
 		/* jansson 2.14 may report a failed allocation as a syntax error, which the report
-		 * records as a structure failure; only a full run counts as complete. */
+		 * records as a structure failure. Only a full run counts as complete. */
 		complete = status == UC_OK && uc_report_verdict(report) == UC_VERDICT_OK && json && text;
 		uc_free(json);
 		uc_free(text);
