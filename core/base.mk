@@ -12,4 +12,4 @@ core_libuc_la_SOURCES =
 core_libuc_la_LIBADD = core/libuc_core.la
 core_libuc_la_LDFLAGS = $(AM_LDFLAGS) -version-info 0:0:0 -export-symbols-regex '^uc_'
 
-include_HEADERS += core/uc.h core/uc_error.h
+include_HEADERS += core/uc.h core/uc_error.h core/uc_hash.h
