@@ -51,6 +51,8 @@ uc_status ucp_map_file(const char *path, ucp_mapping *out, uc_error *err)
 		out->data = empty_file;
 		goto out;
 	}
+	/* NOTE: if another process truncates the file while it is mapped, reading the lost
+	 * pages raises SIGBUS; a checkpoint must not change while a source has it open. */
 	void *data = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 	if (data == MAP_FAILED) {
 		rc = ucp_fail(err, UC_ERR_IO, "%s: cannot map %llu bytes: %s", path,
