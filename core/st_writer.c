@@ -298,7 +298,7 @@ static const char *first_incomplete(const uc_st_writer *w)
 	return "(none)";
 }
 
-/* Opens the directory that holds `path`, so the rename can be made durable. */
+/* Opens the directory that contains `path`, so the rename can be made durable. */
 static uc_status open_directory(const char *path, int *out, uc_error *err)
 {
 	char *copy = ucp_strdup(path);
