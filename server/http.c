@@ -300,9 +300,10 @@ static int boundary_valid(const char *b, size_t len)
 
 #define MULTIPART_PROBE_BYTES 65536
 
-/* The API takes no multipart bodies: a malformed one gets 400 and a well-formed one 415. A boundary is malformed when it is not RFC 2046 bchars or when
- * no delimiter line in the body matches it: libmicrohttpd 0.9.75 cuts a header value at a
- * NUL byte, so a boundary "a<NUL>b" arrives as "a" and only the body shows the rest. */
+/* The API takes no multipart bodies: a malformed one gets 400 and a well-formed one 415.
+ * A boundary is malformed when it is not RFC 2046 bchars or when no delimiter line in the
+ * body matches it. The body check is needed because libmicrohttpd 0.9.75 cuts a header
+ * value at a NUL byte, so a boundary "a<NUL>b" arrives as "a". */
 static int check_content_type(reg_request *req)
 {
 	const char *value = reg_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);

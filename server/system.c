@@ -96,7 +96,7 @@ enum MHD_Result reg_metrics_get(reg_request *req)
 		     "# TYPE ucreg_http_received_bytes_total counter\n"
 		     "ucreg_http_received_bytes_total %" PRIu64 "\n",
 		 atomic_load(&reg_state.bytes_received));
-	text_add(&t, "# HELP ucreg_http_sent_bytes_total Blob and manifest bytes sent.\n"
+	text_add(&t, "# HELP ucreg_http_sent_bytes_total Blob bytes sent.\n"
 		     "# TYPE ucreg_http_sent_bytes_total counter\n"
 		     "ucreg_http_sent_bytes_total %" PRIu64 "\n",
 		 atomic_load(&reg_state.bytes_sent));
