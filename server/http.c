@@ -69,6 +69,10 @@ enum MHD_Result reg_respond(reg_request *req, unsigned status, struct MHD_Respon
 	snprintf(id, sizeof id, "%" PRIu64, req->id);
 	MHD_add_response_header(response, "X-Registry-Serial", serial);
 	MHD_add_response_header(response, "X-Request-Id", id);
+	/* The website loads scripts, styles, images and API data from this origin only. */
+	MHD_add_response_header(response, "Content-Security-Policy",
+				"default-src 'self'; object-src 'none'; base-uri 'none';"
+				" frame-ancestors 'none'; form-action 'self'");
 	req->status = status;
 	req->responded = 1;
 	enum MHD_Result result = MHD_queue_response(req->conn, status, response);
