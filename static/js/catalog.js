@@ -1,0 +1,181 @@
+// The catalog page: a table of packs from GET /api/packs. Filters, sort and the page
+// cursor live in the query string, so a view can be shared by its URL.
+import { api, badge, comparatorLabel, el, formatNumber, formatShortCount, formatCount,
+	headlineEvaluation, showState, timeElement } from './common.js';
+
+const PAGE_SIZE = 25;
+const FILTERS = ['q', 'family', 'comparator'];
+
+// Columns the API can sort by, with the `sort` value of each.
+const SORTABLE = { pack: 'slug', parameters: 'parameters', added: 'created' };
+
+function readQuery() {
+	const params = new URLSearchParams(window.location.search);
+	const query = {};
+	for (const name of [...FILTERS, 'sort', 'cursor'])
+		query[name] = params.get(name) || '';
+	return query;
+}
+
+// A catalog URL with `changes` applied to the current query; empty values are dropped.
+function catalogUrl(query, changes) {
+	const params = new URLSearchParams();
+	for (const [name, value] of Object.entries({ ...query, ...changes })) {
+		if (value)
+			params.set(name, value);
+	}
+	const text = params.toString();
+	return text ? `/?${text}` : '/';
+}
+
+function fillForm(query) {
+	for (const name of FILTERS)
+		document.getElementById(name).value = query[name];
+	document.getElementById('sort').value = query.sort === 'slug' ? '' : query.sort;
+	// Empty fields are left out of the URL, so a shared view has only the settings it uses.
+	document.getElementById('filters').addEventListener('submit', (event) => {
+		event.preventDefault();
+		const changes = { cursor: '' };
+		for (const name of [...FILTERS, 'sort'])
+			changes[name] = document.getElementById(name).value.trim();
+		window.location.assign(catalogUrl({}, changes));
+	});
+	for (const select of document.querySelectorAll('#filters select'))
+		select.addEventListener('change', () => select.form.requestSubmit());
+}
+
+// The verification state of a pack: its latest verified version, else its newest version.
+function packStatus(pack, detail) {
+	if (pack.latest)
+		return 'verified';
+	const newest = detail && detail.versions && detail.versions[0];
+	if (!newest)
+		return 'pending';
+	return newest.yanked ? 'yanked' : newest.status;
+}
+
+// The Unix time of the newest change to a pack: its newest version's verification or upload.
+function lastUpdate(pack, detail) {
+	const newest = detail && detail.versions && detail.versions[0];
+	if (!newest)
+		return pack.created_at;
+	return Math.max(newest.created_at || 0, newest.verified_at || 0);
+}
+
+function sortHeader(query, column, label) {
+	const key = SORTABLE[column];
+	if (!key)
+		return el('th', { scope: 'col' }, label);
+	const current = query.sort || 'slug';
+	const ascending = current === key;
+	const descending = current === `-${key}`;
+	const next = ascending ? `-${key}` : key;
+	const arrow = ascending ? ' ▲' : descending ? ' ▼' : '';
+	return el('th', { scope: 'col', 'aria-sort': ascending ? 'ascending' : descending ? 'descending' : null },
+		el('a', { href: catalogUrl(query, { sort: next === 'slug' ? '' : next, cursor: '' }),
+			'aria-label': `${label}, sort ${ascending ? 'descending' : 'ascending'}` },
+		label, el('span', { 'aria-hidden': 'true' }, arrow)));
+}
+
+function ratioCell(evaluation) {
+	if (!evaluation)
+		return el('td', { 'data-label': 'PPL ratio' }, el('span', { class: 'muted' }, 'not measured'));
+	const comparator = evaluation.comparator;
+	return el('td', { 'data-label': evaluation.metric === 'ppl' ? 'PPL ratio' : 'Ratio', class: 'num' },
+		el('span', {}, el('span', { class: 'ratio' }, formatNumber(evaluation.ratio)), ' ',
+			el('span', { class: `tag tag-${comparator}`, title: `comparator: ${comparator}` },
+				comparatorLabel(comparator))));
+}
+
+function packRow(pack, detail) {
+	const latest = pack.latest;
+	const evaluation = detail && detail.latest ? headlineEvaluation(detail.latest.evaluations) : null;
+	return el('tr', {},
+		el('th', { scope: 'row', 'data-label': 'Pack' },
+			el('a', { href: `/packs/${encodeURIComponent(pack.slug)}` }, pack.slug),
+			pack.name && pack.name !== pack.slug ? el('span', { class: 'subtle' }, pack.name) : null),
+		el('td', { 'data-label': 'Family' }, pack.family || '–'),
+		el('td', { 'data-label': 'Parameters', class: 'num' },
+			latest ? el('span', { title: formatCount(latest.parameters) }, formatShortCount(latest.parameters)) : '–'),
+		el('td', { 'data-label': 'Bits per weight', class: 'num' },
+			latest ? formatNumber(latest.bits_per_weight, 2) : '–'),
+		ratioCell(evaluation),
+		el('td', { 'data-label': 'Verification' }, badge(packStatus(pack, detail))),
+		el('td', { 'data-label': 'Added' }, timeElement(pack.created_at)),
+		el('td', { 'data-label': 'Last update' }, timeElement(lastUpdate(pack, detail))));
+}
+
+function pager(query, page) {
+	const links = [];
+	if (query.cursor)
+		links.push(el('a', { href: catalogUrl(query, { cursor: '' }), rel: 'first' }, 'First page'));
+	if (page.next_cursor)
+		links.push(el('a', { href: catalogUrl(query, { cursor: page.next_cursor }), rel: 'next' },
+			'Next page'));
+	return links.length ? el('nav', { class: 'pager', 'aria-label': 'Pages' }, links) : null;
+}
+
+async function render() {
+	const query = readQuery();
+	fillForm(query);
+	const container = document.getElementById('catalog');
+
+	const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+	for (const name of [...FILTERS, 'sort', 'cursor']) {
+		if (query[name])
+			params.set(name, query[name]);
+	}
+	let page;
+	try {
+		page = await api(`/api/packs?${params}`);
+	} catch (err) {
+		showState(container, 'error', `The catalog could not be loaded: ${err.message}.`,
+			el('p', {}, 'Reload the page to try again.'));
+		return;
+	}
+
+	const filtered = FILTERS.some((name) => query[name]);
+	if (page.packs.length === 0) {
+		if (filtered || query.cursor)
+			showState(container, 'empty', 'No packs match these filters.',
+				el('p', {}, el('a', { href: '/' }, 'Show all packs')));
+		else
+			showState(container, 'empty', 'The registry has no packs yet.',
+				el('p', {}, el('a', { href: '/submit' }, 'Publish the first one')));
+		return;
+	}
+
+	// The list has no evaluations or version history, so each row's pack is read too.
+	const details = await Promise.all(page.packs.map((pack) =>
+		api(`/api/packs/${encodeURIComponent(pack.slug)}`).catch(() => null)));
+
+	const table = el('table', { class: 'catalog' },
+		el('caption', {}, `Packs ${query.cursor ? '(continued) ' : ''}sorted by `,
+			describeSort(query.sort)),
+		el('thead', {}, el('tr', {},
+			sortHeader(query, 'pack', 'Pack'),
+			sortHeader(query, 'family', 'Family'),
+			sortHeader(query, 'parameters', 'Parameters'),
+			sortHeader(query, 'bpw', 'Bits per weight'),
+			sortHeader(query, 'ratio', 'PPL ratio'),
+			sortHeader(query, 'verification', 'Verification'),
+			sortHeader(query, 'added', 'Added'),
+			sortHeader(query, 'updated', 'Last update'))),
+		el('tbody', {}, page.packs.map((pack, i) => packRow(pack, details[i]))));
+	container.replaceChildren(
+		el('p', { class: 'count', role: 'status' },
+			`${page.packs.length} pack${page.packs.length === 1 ? '' : 's'} on this page`),
+		el('div', { class: 'table-scroll' }, table),
+		el('p', { class: 'hint' }, 'PPL ratio is the perplexity of the pack divided by that of ' +
+			'the original weights (1.0 means no loss). Ratios are comparable only within one ' +
+			'comparator; see ', el('a', { href: '/stats' }, 'Statistics'), '.'),
+		pager(query, page) || '');
+}
+
+function describeSort(sort) {
+	const names = { slug: 'slug', created: 'date added', parameters: 'parameter count' };
+	const key = (sort || 'slug').replace(/^-/, '');
+	return `${names[key] || key}, ${sort && sort.startsWith('-') ? 'descending' : 'ascending'}`;
+}
+
+render();
