@@ -33,3 +33,20 @@ EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-rules.gmk tests/fuzz/seeds \
 	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_safetensors.dict tests/fuzz/fuzz_llama2c.c \
 	tests/fuzz/fuzz_rwkvcpp.c
 CLEANFILES += tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_llama2c tests/fuzz/fuzz_rwkvcpp
+
+# A short pass of every target over its seed corpus (new inputs go to a scratch
+# directory), so the test suite catches a target that no longer builds or crashes on a
+# fixture. Long runs are done by hand as tests/fuzz/README.md says.
+FUZZ_SMOKE_SECONDS = 10
+fuzz-smoke: fuzz
+	@for target in $(FUZZERS) $(FUZZ_PACK_TARGETS); do \
+		work=tests/fuzz/smoke-$$target; \
+		rm -rf "$$work" && mkdir -p "$$work" || exit 1; \
+		echo "fuzz-smoke: $$target for $(FUZZ_SMOKE_SECONDS) s"; \
+		./tests/fuzz/$$target -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1 \
+			"$$work" "$(top_srcdir)/tests/fuzz/seeds/$$target" >"$$work.log" 2>&1 || \
+			{ tail -n 40 "$$work.log"; exit 1; }; \
+		grep -E '^stat::number_of_executed_units' "$$work.log"; \
+		rm -rf "$$work"; \
+	done
+.PHONY: fuzz-smoke
