@@ -104,6 +104,7 @@ typedef struct {
 	score_item *items;
 	size_t *order; /* item indexes, longest run first, so the last runs to finish are short */
 	size_t count;
+	uint32_t longest_run; /* positions fed by the longest run: the KV cache length */
 	atomic_size_t next;
 } score_job;
 
@@ -264,6 +265,9 @@ static uc_status order_longest_first(score_job *job, uc_error *err)
 	qsort(lengths, job->count, sizeof *lengths, compare_longer_first);
 	for (size_t i = 0; i < job->count; i++)
 		job->order[i] = lengths[i].index;
+	/* A Llama run is at most the window or the maximum sequence length, so the cast is
+	 * exact there. RWKV states ignore the value. */
+	job->longest_run = job->count ? (uint32_t)lengths[0].fed : 1;
 	free(lengths);
 	return UC_OK;
 }
@@ -294,7 +298,7 @@ static uc_status run_items(score_job *job, unsigned threads, uc_error *err)
 	uc_status rc = UC_OK;
 	for (unsigned t = 0; t < threads && rc == UC_OK; t++) {
 		workers[t].job = job;
-		rc = eval_state_new(job->model, &workers[t].state, err);
+		rc = eval_state_new(job->model, job->longest_run, &workers[t].state, err);
 	}
 	for (unsigned t = 1; t < threads && rc == UC_OK; t++) {
 		if (pthread_create(&ids[t], NULL, score_thread, &workers[t]) != 0)

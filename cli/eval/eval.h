@@ -97,16 +97,19 @@ const eval_weights *eval_model_weights(const eval_model *model);
 uint32_t eval_model_max_seq_len(const eval_model *model);
 
 /* Per-sequence state: the KV cache of a Llama model or the recurrent state of RWKV. One
- * state belongs to one thread at a time, but several states may share one model. */
+ * state belongs to one thread at a time, but several states may share one model. The KV
+ * cache holds `positions` tokens: 0 or a value above the model's maximum sequence length
+ * means that maximum. A recurrent state has no such limit and ignores `positions`. */
 typedef struct eval_state eval_state;
-uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *err);
+uc_status eval_state_new(const eval_model *model, uint32_t positions, eval_state **out,
+			 uc_error *err);
 void eval_state_free(eval_state *state);
 /* Returns the state to the start of a sequence (empty KV cache, zeroed recurrent state). */
 void eval_state_reset(eval_state *state);
 /* Feeds one token at the next position and returns the logits for the token after it:
  * vocab_size floats, borrowed until the next call. The caller guarantees token <
- * vocab_size and, for a model with a maximum sequence length, fewer than that many
- * tokens since the last reset. */
+ * vocab_size and, for a Llama state, fewer tokens since the last reset than the state's
+ * `positions`. */
 const float *eval_state_step(eval_state *state, uint32_t token);
 
 /* ---- Tokenizer (tokenizer.c) ---- */

@@ -35,6 +35,7 @@ struct eval_llama {
 struct eval_llama_state {
 	const eval_llama *llama;
 	uint32_t pos;
+	uint32_t positions; /* KV cache length */
 	float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *scores, *logits;
 	/* [n_layers][n_kv_heads][max_seq_len][head_size], so each head's keys are contiguous rows */
 	float *key_cache, *value_cache;
@@ -308,16 +309,19 @@ static float *alloc_floats(size_t a, size_t b, int *failed)
 	return p;
 }
 
-uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, uc_error *err)
+uc_status eval_llama_state_new(const eval_llama *llama, uint32_t positions,
+			       eval_llama_state **out, uc_error *err)
 {
 	eval_llama_state *state = calloc(1, sizeof *state);
 	if (!state) {
 		*out = NULL;
 		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
 	}
+	assert(positions > 0 && positions <= llama->max_seq_len);
 	state->llama = llama;
+	state->positions = positions;
 	int failed = 0;
-	size_t cache_rows = (size_t)llama->n_layers * llama->max_seq_len;
+	size_t cache_rows = (size_t)llama->n_layers * positions;
 	state->x = alloc_floats(llama->dim, 1, &failed);
 	state->xb = alloc_floats(llama->dim, 1, &failed);
 	state->xb2 = alloc_floats(llama->dim, 1, &failed);
@@ -326,7 +330,7 @@ uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, 
 	state->v = alloc_floats(llama->kv_dim, 1, &failed);
 	state->hb = alloc_floats(llama->hidden_dim, 1, &failed);
 	state->hb2 = alloc_floats(llama->hidden_dim, 1, &failed);
-	state->scores = alloc_floats(llama->max_seq_len, 1, &failed);
+	state->scores = alloc_floats(positions, 1, &failed);
 	state->logits = alloc_floats(llama->vocab_size, 1, &failed);
 	state->key_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
 	state->value_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
@@ -334,7 +338,7 @@ uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, 
 		eval_llama_state_free(state);
 		*out = NULL;
 		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a KV cache of %u positions",
-				llama->max_seq_len);
+				 positions);
 	}
 	*out = state;
 	return UC_OK;
@@ -395,10 +399,12 @@ static void softmax(float *x, uint32_t n)
 }
 
 /* Returns the cache row of (layer, KV head, position). */
-static size_t cache_row(const eval_llama *llama, uint32_t layer, uint32_t kv_head, uint32_t pos)
+static size_t cache_row(const eval_llama_state *state, uint32_t layer, uint32_t kv_head,
+			uint32_t pos)
 {
+	const eval_llama *llama = state->llama;
 	size_t head_index = (size_t)layer * llama->n_kv_heads + kv_head;
-	return (head_index * llama->max_seq_len + pos) * llama->head_size;
+	return (head_index * state->positions + pos) * llama->head_size;
 }
 
 /* Stores this position's keys and values (state->k, state->v) in the cache. */
@@ -407,7 +413,7 @@ static void store_kv(eval_llama_state *state, uint32_t layer)
 	const eval_llama *llama = state->llama;
 	size_t bytes = llama->head_size * sizeof(float);
 	for (uint32_t h = 0; h < llama->n_kv_heads; h++) {
-		size_t row = cache_row(llama, layer, h, state->pos);
+		size_t row = cache_row(state, layer, h, state->pos);
 		memcpy(state->key_cache + row, state->k + (size_t)h * llama->head_size, bytes);
 		memcpy(state->value_cache + row, state->v + (size_t)h * llama->head_size, bytes);
 	}
@@ -423,7 +429,7 @@ static void attend(eval_llama_state *state, uint32_t layer)
 
 	for (uint32_t h = 0; h < llama->n_heads; h++) {
 		const float *q = state->q + (size_t)h * llama->head_size;
-		size_t first_row = cache_row(llama, layer, h / group, 0);
+		size_t first_row = cache_row(state, layer, h / group, 0);
 		eval_matvec(state->scores, state->key_cache + first_row, q, positions,
 			    llama->head_size);
 		for (uint32_t t = 0; t < positions; t++)
@@ -460,7 +466,7 @@ const float *eval_llama_step(eval_llama_state *state, uint32_t token)
 {
 	const eval_llama *llama = state->llama;
 	uint32_t pos = state->pos;
-	assert(token < llama->vocab_size && pos < llama->max_seq_len);
+	assert(token < llama->vocab_size && pos < state->positions);
 	memcpy(state->x, llama->embedding + (size_t)token * llama->dim, llama->dim * sizeof(float));
 
 	for (uint32_t l = 0; l < llama->n_layers; l++) {

@@ -103,7 +103,8 @@ uint32_t eval_model_max_seq_len(const eval_model *model)
 	return model->llama ? eval_llama_max_seq_len(model->llama) : 0;
 }
 
-uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *err)
+uc_status eval_state_new(const eval_model *model, uint32_t positions, eval_state **out,
+			 uc_error *err)
 {
 	eval_state *state = calloc(1, sizeof *state);
 	uc_status rc = UC_OK;
@@ -112,10 +113,15 @@ uc_status eval_state_new(const eval_model *model, eval_state **out, uc_error *er
 		goto out;
 	}
 	state->model = model;
-	if (model->llama)
-		rc = eval_llama_state_new(model->llama, &state->llama, err);
-	else
+	if (model->rwkv) {
 		rc = eval_rwkv_state_new(model->rwkv, &state->rwkv, err);
+		goto out;
+	}
+
+	uint32_t max_seq = eval_llama_max_seq_len(model->llama);
+	if (positions == 0 || positions > max_seq)
+		positions = max_seq;
+	rc = eval_llama_state_new(model->llama, positions, &state->llama, err);
 
 out:
 	if (rc != UC_OK) {

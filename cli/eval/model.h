@@ -24,7 +24,9 @@ uc_status eval_llama_new(const eval_weights *weights, eval_llama **out, uc_error
 void eval_llama_free(eval_llama *llama);
 uint32_t eval_llama_vocab_size(const eval_llama *llama);
 uint32_t eval_llama_max_seq_len(const eval_llama *llama);
-uc_status eval_llama_state_new(const eval_llama *llama, eval_llama_state **out, uc_error *err);
+/* `positions` is the KV cache length, 1 .. eval_llama_max_seq_len. */
+uc_status eval_llama_state_new(const eval_llama *llama, uint32_t positions,
+			       eval_llama_state **out, uc_error *err);
 void eval_llama_state_free(eval_llama_state *state);
 void eval_llama_state_reset(eval_llama_state *state);
 const float *eval_llama_step(eval_llama_state *state, uint32_t token);

@@ -73,7 +73,7 @@ START_TEST(llama_greedy_decode)
 	uc_error err;
 	eval_model *model = load_model("stories260K.safetensors");
 	eval_state *state = NULL;
-	ck_assert_int_eq(eval_state_new(model, &state, &err), UC_OK);
+	ck_assert_int_eq(eval_state_new(model, 0, &state, &err), UC_OK);
 	uint32_t token = EVAL_BOS_TOKEN;
 	for (size_t step = 0; step < sizeof expected / sizeof expected[0]; step++) {
 		const float *logits = eval_state_step(state, token);
@@ -163,7 +163,7 @@ START_TEST(llama_built_weights_run)
 	ck_assert_int_eq(eval_model_new(tiny_llama(NULL, "{\"n_heads\": 2, \"seq_len\": 8}"), &model,
 					&err), UC_OK);
 	ck_assert_uint_eq(eval_model_max_seq_len(model), 8);
-	ck_assert_int_eq(eval_state_new(model, &state, &err), UC_OK);
+	ck_assert_int_eq(eval_state_new(model, 0, &state, &err), UC_OK);
 	for (uint32_t pos = 0; pos < 8; pos++) {
 		const float *logits = eval_state_step(state, pos);
 		for (uint32_t i = 0; i < 260; i++)

@@ -27,7 +27,7 @@ static void check_expected_logits(const char *model_file, const char *logits_fil
 	uc_error err;
 	eval_model *model = load_model(model_file);
 	eval_state *state = NULL;
-	ck_assert_int_eq(eval_state_new(model, &state, &err), UC_OK);
+	ck_assert_int_eq(eval_state_new(model, 0, &state, &err), UC_OK);
 	const float *logits = NULL;
 	const uint32_t input[] = {0x22, 0x69, 0x6e};
 	for (size_t i = 0; i < 3; i++)
@@ -112,7 +112,7 @@ START_TEST(rwkv_state_reset_repeats)
 	eval_model *model = load_model("tiny-rwkv-5v1-730K.safetensors");
 	eval_state *state = NULL;
 	float first[256];
-	ck_assert_int_eq(eval_state_new(model, &state, &err), UC_OK);
+	ck_assert_int_eq(eval_state_new(model, 0, &state, &err), UC_OK);
 	eval_state_step(state, 'a');
 	memcpy(first, eval_state_step(state, 'b'), sizeof first);
 	eval_state_reset(state);
