@@ -17,7 +17,10 @@
 
 #define LLAMA_NORM_EPS 1e-5f
 #define LLAMA_ROPE_THETA 10000.0f
-#define LLAMA_MAX_SEQ_LEN (1u << 20)
+/* Upper bound of every integer in the configuration (heads, sequence length), which keeps
+ * each size factor within 32 bits. NOTE: the RoPE tables cover the whole configured
+ * context, so a model configured for more than 2^20 positions is rejected. */
+#define LLAMA_MAX_CONFIG_VALUE (1u << 20)
 
 typedef struct {
 	const float *attention_norm, *wq, *wk, *wv, *wo;
@@ -55,10 +58,10 @@ static uc_status config_uint(json_t *config, const char *key, uint32_t fallback,
 		return UC_OK;
 	}
 	if (!json_is_integer(value) || json_integer_value(value) <= 0 ||
-	    json_integer_value(value) > (json_int_t)LLAMA_MAX_SEQ_LEN)
+	    json_integer_value(value) > (json_int_t)LLAMA_MAX_CONFIG_VALUE)
 		return eval_fail(err, UC_ERR_FORMAT,
 				"model configuration: field \"%s\" must be an integer in 1..%u",
-				key, LLAMA_MAX_SEQ_LEN);
+				key, LLAMA_MAX_CONFIG_VALUE);
 	*out = (uint32_t)json_integer_value(value);
 	return UC_OK;
 }
