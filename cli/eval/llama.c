@@ -320,7 +320,8 @@ uc_status eval_llama_state_new(const eval_llama *llama, uint32_t positions,
 		*out = NULL;
 		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
 	}
-	assert(positions > 0 && positions <= llama->max_seq_len);
+	assert(positions > 0);
+	assert(positions <= llama->max_seq_len);
 	state->llama = llama;
 	state->positions = positions;
 	int failed = 0;
@@ -469,7 +470,8 @@ const float *eval_llama_step(eval_llama_state *state, uint32_t token)
 {
 	const eval_llama *llama = state->llama;
 	uint32_t pos = state->pos;
-	assert(token < llama->vocab_size && pos < state->positions);
+	assert(token < llama->vocab_size);
+	assert(pos < state->positions);
 	memcpy(state->x, llama->embedding + (size_t)token * llama->dim, llama->dim * sizeof(float));
 
 	for (uint32_t l = 0; l < llama->n_layers; l++) {
