@@ -22,6 +22,7 @@ struct target {
 	int64_t owner;
 	char digest[UC_SHA256_HEX_CHARS + 1];
 	int yanked;
+	char yank_reason[YANK_REASON_MAX + 1]; /* the stored reason when already yanked */
 };
 
 /* Loads the target and checks ownership. Queues 404 or 403 and returns -1 on failure;
@@ -29,7 +30,8 @@ struct target {
 static int load_target(reg_request *req, sqlite3 *db, struct target *t)
 {
 	sqlite3_stmt *stmt = reg_db_prepare(db,
-		"SELECT v.id, p.owner_token_id, v.manifest_digest, v.yanked_at IS NOT NULL FROM versions v"
+		"SELECT v.id, p.owner_token_id, v.manifest_digest, v.yanked_at IS NOT NULL, v.yank_reason"
+		" FROM versions v"
 		" JOIN packs p ON p.id = v.pack_id WHERE p.slug = ? AND v.version = ?");
 	if (!stmt) {
 		reg_respond_catalog_error(req);
@@ -43,6 +45,8 @@ static int load_target(reg_request *req, sqlite3 *db, struct target *t)
 		t->owner = sqlite3_column_int64(stmt, 1);
 		snprintf(t->digest, sizeof t->digest, "%s", sqlite3_column_text(stmt, 2));
 		t->yanked = sqlite3_column_int(stmt, 3);
+		const unsigned char *stored = sqlite3_column_text(stmt, 4);
+		snprintf(t->yank_reason, sizeof t->yank_reason, "%s", stored ? (const char *)stored : "");
 	}
 	sqlite3_finalize(stmt);
 	if (!found) {
@@ -272,7 +276,9 @@ enum MHD_Result reg_version_yank(reg_request *req)
 		REG_LOG(REG_LOG_INFO, "req", req->id, "yanked %s@%s: %s", req->segments[2],
 			req->segments[4], reason);
 	} else {
+		/* Yanking again changes nothing: the first reason stays. */
 		reg_db_rollback(db);
+		reason = t.yank_reason;
 	}
 	result = reg_respond_json(req, MHD_HTTP_OK, json_pack("{s:s, s:s, s:b, s:s}", "slug",
 		req->segments[2], "version", req->segments[4], "yanked", 1, "reason", reason));

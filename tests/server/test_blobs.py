@@ -162,6 +162,20 @@ class BlobDownloadTest(DaemonTest):
         self.assertEqual(response.status, 304)
         self.assertEqual(response.body, b"")
 
+    def test_every_response_carries_serial(self):
+        responses = [self.daemon.request("GET", self.path),
+                     self.daemon.request("HEAD", self.path),
+                     self.get_range("bytes=0-9"),
+                     self.get_range("bytes=999999-"),
+                     self.daemon.request("GET", self.path,
+                                         headers={"If-None-Match": '"%s"' % self.digest}),
+                     self.daemon.request("GET", "/api/blobs/sha256/" + "e" * 64),
+                     self.daemon.put_blob(b"x", None)]
+        self.assertEqual([r.status for r in responses], [200, 200, 206, 416, 304, 404, 401])
+        for response in responses:
+            self.assertEqual(response.header("x-registry-serial"), "0")
+            self.assertTrue(response.header("x-request-id"))
+
     def test_unknown_blob_404(self):
         self.assertProblem(self.daemon.request("GET", "/api/blobs/sha256/" + "e" * 64), 404,
                            "blob_not_found")

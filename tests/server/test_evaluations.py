@@ -128,6 +128,9 @@ class EvaluationTest(PackTest):
         yanked = self.daemon.request("GET", "/api/packs/stories/versions/2.0").json()
         self.assertTrue(yanked["yanked"])
         self.assertEqual(yanked["yank_reason"], "bad")
+        again = self.daemon.request("POST", "/api/packs/stories/versions/2.0/yank",
+                                    body=b'{"reason": "other"}', token=self.token)
+        self.assertEqual(again.json()["reason"], "bad")
 
     def test_delete_needs_admin(self):
         self.publish()
