@@ -10,3 +10,13 @@ bench: $(BENCHMARKS)
 		UC_DATA_DIR="$${UC_DATA_DIR:-$(abs_top_srcdir)/../shared/data}" ./$$b || exit 1; \
 	done
 .PHONY: bench
+
+# The daemon benchmark is a script: ucregd against nginx (wrk) and against dd (a 4 GiB
+# upload). It runs after the C benchmarks are built, so compiling does not skew it.
+bench: bench-server
+bench-server: cli/uc server/ucregd $(BENCHMARKS)
+	@echo "== tests/bench/bench_server.sh"
+	@UC_DATA_DIR="$${UC_DATA_DIR:-$(abs_top_srcdir)/../shared/data}" \
+		UC_TOP_BUILDDIR="$(abs_top_builddir)" $(SHELL) $(top_srcdir)/tests/bench/bench_server.sh
+.PHONY: bench-server
+EXTRA_DIST += tests/bench/bench_server.sh
