@@ -53,6 +53,10 @@ dist-static-vendor: static-vendor
 
 .PHONY: static-vendor install-static-vendor uninstall-static-vendor dist-static-vendor
 
+# The daemon's page routes, 404 page and Content-Security-Policy.
+TESTS += tests/server/test_static.py
+EXTRA_DIST += tests/server/test_static.py
+
 # Browser tests: headless Debian chromium driven by playwright-core against a real ucregd.
 TESTS += tests/browser/run.sh
 EXTRA_DIST += tests/browser/run.sh tests/browser/registry.mjs tests/browser/serve.mjs \

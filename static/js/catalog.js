@@ -70,8 +70,16 @@ function sortHeader(query, column, label) {
 	const ascending = current === key;
 	const descending = current === `-${key}`;
 	const next = ascending ? `-${key}` : key;
-	const arrow = ascending ? ' ▲' : descending ? ' ▼' : '';
-	return el('th', { scope: 'col', 'aria-sort': ascending ? 'ascending' : descending ? 'descending' : null },
+	let arrow = '';
+	let ariaSort = null;
+	if (ascending) {
+		arrow = ' ▲';
+		ariaSort = 'ascending';
+	} else if (descending) {
+		arrow = ' ▼';
+		ariaSort = 'descending';
+	}
+	return el('th', { scope: 'col', 'aria-sort': ariaSort },
 		el('a', { href: catalogUrl(query, { sort: next === 'slug' ? '' : next, cursor: '' }),
 			'aria-label': `${label}, sort ${ascending ? 'descending' : 'ascending'}` },
 		label, el('span', { 'aria-hidden': 'true' }, arrow)));

@@ -111,6 +111,20 @@ function plotData(data, facts) {
 	return { points, families, medians, columns };
 }
 
+// Ticks at 1, 2 and 5 times each power of ten between min and max, so a range narrower
+// than a decade still gets labels.
+function logTicks(u, axisIndex, min, max) {
+	const ticks = [];
+	for (let decade = 10 ** Math.floor(Math.log10(min)); decade <= max; decade *= 10) {
+		for (const step of [1, 2, 5]) {
+			const tick = step * decade;
+			if (tick >= min && tick <= max)
+				ticks.push(tick);
+		}
+	}
+	return ticks;
+}
+
 function drawPlot(figure, target, plot) {
 	const series = [{ label: 'parameters' },
 		...plot.families.map((family) => {
@@ -125,8 +139,8 @@ function drawPlot(figure, target, plot) {
 		width, height: 340, series,
 		scales: { x: { time: false, distr: 3 } },
 		axes: [
-			// uPlot passes null for the log-scale ticks it leaves unlabelled.
-			{ label: 'Parameters (log scale)', values: (u, ticks) => ticks.map((t) => (t === null ? '' : formatShortCount(t))) },
+			{ label: 'Parameters (log scale)', splits: logTicks, filter: (u, ticks) => ticks,
+				values: (u, ticks) => ticks.map(formatShortCount) },
 			{ label: 'Ratio, compressed / original', values: (u, ticks) => ticks.map((t) => t.toFixed(3)), size: 60 },
 		],
 		legend: { live: false },

@@ -1,6 +1,6 @@
-// Starts a real ucregd on a free loopback port with a temporary data directory and loads
-// it with packs built by `uc pack` from the real models in UC_DATA_DIR, each verified by
-// the daemon and carrying the evaluation record that `uc eval` measured.
+// Starts a real ucregd on a free loopback port with a temporary data directory. It loads
+// the daemon with packs that `uc pack` builds from the real models in UC_DATA_DIR. The
+// daemon verifies each pack, and each carries the evaluation record `uc eval` measured.
 import { execFile, spawn } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync,
 	readdirSync, rmSync, statSync } from 'node:fs';

@@ -25,8 +25,8 @@ let browser;
 let userDataDir;
 const offLoopback = [];
 
-// Launches chromium with exactly the flags the test contract lists, a fresh profile and the
-// pipe playwright drives it through; playwright adds none of its own defaults.
+// Launches chromium with exactly the flags below, a fresh profile and the pipe playwright
+// drives it through. ignoreDefaultArgs keeps playwright from adding its own flags.
 async function launchBrowser() {
 	userDataDir = mkdtempSync(path.join(tmpdir(), 'uc-web-chromium-'));
 	return chromium.launch({
