@@ -331,6 +331,33 @@ START_TEST(shard_limit_splits)
 }
 END_TEST
 
+/* Two tensors with the same bytes, each larger than the shard limit, give two identical
+ * shards, which share one file named by their common digest. */
+START_TEST(identical_shards_share_file)
+{
+	static float matrix[32 * 32];
+	fill_gaussian(matrix, 1024, 9);
+	uc_tensor_view views[] = {f32_view("first", matrix, 2, 32, 32), f32_view("second", matrix, 2, 32, 32)};
+	write_f32_safetensors(scratch_path("twins.safetensors"), views, 2);
+
+	uc_source *src = NULL;
+	uc_error err;
+	ck_assert_int_eq(uc_source_open(scratch_path("twins.safetensors"), &src, &err), UC_OK);
+	uc_pack_options options = dense_options(2);
+	options.shard_size_limit = 256;
+	write_pack(src, scratch_path("out"), &options);
+
+	uc_manifest *m = read_manifest(scratch_path("out"), NULL, NULL);
+	ck_assert_uint_eq(uc_manifest_shard_count(m), 2);
+	ck_assert_str_eq(uc_manifest_shard_at(m, 0)->file, uc_manifest_shard_at(m, 1)->file);
+	ck_assert_uint_eq(uc_manifest_tensor_at(m, 1)->shard, 1);
+	ck_assert_int_eq(entries_in(scratch_path("out")), 2);
+	assert_verifies(scratch_path("out"), 2);
+	uc_manifest_free(m);
+	uc_source_close(src);
+}
+END_TEST
+
 START_TEST(existing_output_rejected)
 {
 	uc_source *src = open_stories();
@@ -658,6 +685,7 @@ int main(void)
 	tcase_add_test(tc, same_bytes_any_threads);
 	tcase_add_test(tc, two_runs_identical);
 	tcase_add_test(tc, shard_limit_splits);
+	tcase_add_test(tc, identical_shards_share_file);
 	tcase_add_test(tc, existing_output_rejected);
 	tcase_add_test(tc, invalid_options_rejected);
 	tcase_add_test(tc, nonfinite_weight_rejected);
