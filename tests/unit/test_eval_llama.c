@@ -230,7 +230,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_llama");
 	TCase *tc = tcase_create("llama");
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, llama_config_from_safetensors);
 	tcase_add_test(tc, llama_reference_perplexity);
 	tcase_add_test(tc, llama_greedy_decode);

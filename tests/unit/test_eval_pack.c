@@ -151,7 +151,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_pack");
 	TCase *tc = tcase_create("pack");
-	tcase_set_timeout(tc, 120);
+	tcase_set_timeout(tc, 300);
 	tcase_add_checked_fixture(tc, make_scratch, remove_scratch);
 	tcase_add_test(tc, pack_weights_close_to_source);
 	tcase_add_test(tc, pack_of_other_model_rejected);

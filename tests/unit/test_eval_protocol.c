@@ -383,7 +383,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_protocol");
 	TCase *windows = tcase_create("windows");
-	tcase_set_timeout(windows, 60);
+	tcase_set_timeout(windows, 300);
 	tcase_add_test(windows, windows_without_overlap);
 	tcase_add_test(windows, windows_with_overlap);
 	tcase_add_test(windows, windows_cover_every_prediction);
@@ -391,7 +391,7 @@ int main(void)
 	suite_add_tcase(suite, windows);
 
 	TCase *score = tcase_create("score");
-	tcase_set_timeout(score, 60);
+	tcase_set_timeout(score, 300);
 	tcase_add_test(score, score_windows_count_every_token);
 	tcase_add_test(score, score_truncates_to_max_seq_len);
 	tcase_add_test(score, score_rejects_bad_options);
@@ -399,7 +399,7 @@ int main(void)
 	suite_add_tcase(suite, score);
 
 	TCase *record = tcase_create("record");
-	tcase_set_timeout(record, 60);
+	tcase_set_timeout(record, 300);
 	tcase_add_test(record, record_json_fields);
 	tcase_add_test(record, record_json_without_pack);
 	tcase_add_test(record, record_text_lines);

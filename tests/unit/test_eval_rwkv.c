@@ -161,7 +161,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_rwkv");
 	TCase *tc = tcase_create("rwkv");
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, rwkv5_2_expected_logits);
 	tcase_add_test(tc, rwkv5_1_expected_logits);
 	tcase_add_test(tc, rwkvcpp_files_expected_logits);

@@ -445,7 +445,7 @@ int main(void)
 {
 	Suite *suite = suite_create("eval_text");
 	TCase *tokenizer = tcase_create("tokenizer");
-	tcase_set_timeout(tokenizer, 60); /* the rescanning reference is slow under sanitizers */
+	tcase_set_timeout(tokenizer, 300); /* the rescanning reference is slow under sanitizers */
 	tcase_add_test(tokenizer, tok512_loads);
 	tcase_add_test(tokenizer, encode_round_trips_text);
 	tcase_add_test(tokenizer, encode_byte_fallback);
@@ -459,7 +459,7 @@ int main(void)
 	suite_add_tcase(suite, tokenizer);
 
 	TCase *corpus = tcase_create("corpus");
-	tcase_set_timeout(corpus, 60);
+	tcase_set_timeout(corpus, 300);
 	tcase_add_test(corpus, corpus_splits_on_separator);
 	tcase_add_test(corpus, corpus_strips_and_drops_empty);
 	tcase_add_test(corpus, corpus_without_separator);
