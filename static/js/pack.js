@@ -193,9 +193,14 @@ function downloadSection(pack, version) {
 		...version.downloads.shards.map((s) => `curl -fsS -o ${s.digest} ${origin}${s.url}`),
 		'uc verify .',
 	];
+	const pull = `uc pull ${pack.slug}@${version.version} --registry ${origin} -o ${dir}`;
 	return el('section', { 'aria-labelledby': 'download' },
 		el('h2', { id: 'download' }, 'Download and verify'),
-		el('p', {}, 'Fetch the manifest and each shard, check the manifest against the digest ' +
+		el('p', {}, el('code', {}, 'uc pull'), ' downloads the pack, checks every shard digest, ' +
+			'runs the full verification of ', el('code', {}, 'uc verify'), ' and only then ' +
+			'creates the directory:'),
+		commandBlock('Download with uc pull', pull),
+		el('p', {}, 'Or, without uc pull: fetch the manifest and each shard, check the manifest against the digest ' +
 			'listed here, then let ', el('code', {}, 'uc verify'), ' check every shard digest ' +
 			'and rebuild every tensor. It prints RECONSTRUCTION OK and exits with status 0 ' +
 			'when the pack is intact.'),

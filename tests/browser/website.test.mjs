@@ -4,7 +4,7 @@
 // $UC_TOP_BUILDDIR/tests/browser/screenshots/.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -226,7 +226,8 @@ describe('website', { skip: missing || false }, () => {
 	test('pack page download commands work', async () => {
 		const context = await newContext();
 		const { page } = await open(context, '/packs/stories-260k', '#download');
-		const commands = await page.textContent('section[aria-labelledby="download"] pre');
+		const [pull, commands] = await page.locator('section[aria-labelledby="download"] pre').allTextContents();
+		assert.match(pull, /^uc pull stories-260k@1\.0\.0 --registry http:\/\/127\.0\.0\.1:\d+ -o stories-260k-1\.0\.0$/);
 		assert.match(commands, /uc verify \./);
 		const manifestHref = await page.getAttribute('a:has-text("manifest.json")', 'href');
 		assert.equal(manifestHref, '/api/packs/stories-260k/versions/1.0.0/manifest');
@@ -239,6 +240,12 @@ describe('website', { skip: missing || false }, () => {
 			const { stdout } = await run('sh', ['-ec', commands], { cwd: dir, env });
 			assert.match(stdout, /manifest.json: OK/);
 			assert.match(stdout, /RECONSTRUCTION OK/);
+
+			const pullDir = path.join(dir, 'pull');
+			mkdirSync(pullDir);
+			await run('sh', ['-ec', pull], { cwd: pullDir, env });
+			assert.ok(existsSync(path.join(pullDir, 'stories-260k-1.0.0', 'manifest.json')),
+				'uc pull created no manifest.json');
 		} finally {
 			rmSync(dir, { recursive: true, force: true });
 		}
