@@ -212,6 +212,9 @@ static uc_status make_chunks(ucp_pack_writer *w, uc_error *err)
 		return ucp_fail(err, UC_ERR_NOMEM, "out of memory planning %zu chunks", count);
 	w->n_chunks = count;
 
+	/* Each encoding thread needs its own buffers, so start no more threads than chunks. */
+	w->threads = ucp_thread_count(w->options.threads, count);
+
 	size_t c = 0;
 	for (size_t i = 0; i < w->manifest->n_tensors; i++) {
 		uint64_t n = w->manifest->tensors[i].n_elements;
@@ -339,7 +342,6 @@ static uc_status start_writer(ucp_pack_writer *w, const uc_source *src, const ch
 	size_t n = uc_source_tensor_count(src);
 	if (n == 0)
 		return ucp_fail(err, UC_ERR_INVALID, "the source has no tensors; there is nothing to pack");
-	w->threads = ucp_thread_count(options->threads, SIZE_MAX);
 
 	size_t len = strlen(out_dir);
 	while (len > 1 && out_dir[len - 1] == '/')
