@@ -122,7 +122,7 @@ static int read_version(struct pull *p)
 	const char *status = json_string_value(json_object_get(doc, "status"));
 	int rc = 0;
 	if (!digest || strlen(digest) != UC_SHA256_HEX_CHARS) {
-		cli_error("pull", "the registry's answer for %s@%s has no valid manifest_digest", p->slug,
+		cli_error("pull", "the registry's response for %s@%s has no valid manifest_digest", p->slug,
 			  p->version);
 		rc = -1;
 	} else {
@@ -157,7 +157,7 @@ static int write_file(const char *path, const char *data, size_t len)
 	return rc;
 }
 
-/* Returns 1 when `path` holds exactly `len` bytes equal to `data`. */
+/* Returns 1 when `path` contains exactly `len` bytes equal to `data`. */
 static int file_equals(const char *path, const char *data, size_t len)
 {
 	FILE *f = fopen(path, "rb");
@@ -219,7 +219,7 @@ out:
 	return rc;
 }
 
-/* Opens the shard's partial file and returns how many bytes it already holds. */
+/* Opens the shard's partial file and returns how many bytes it already contains. */
 static FILE *open_partial(const char *path, uint64_t size, uint64_t *have)
 {
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -371,7 +371,7 @@ static int verify_download(struct pull *p)
 	return rc;
 }
 
-/* Renames the verified temporary directory to DIR, refusing to replace anything there. */
+/* Renames the verified temporary directory to DIR; an existing DIR is never replaced. */
 static int move_into_place(struct pull *p)
 {
 	int dir_fd = open(p->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -394,7 +394,8 @@ static int parse_reference(const char *text, struct pull *p)
 	size_t slug_len = at ? (size_t)(at - text) : strlen(text);
 	const char *version = at ? at + 1 : "";
 	if (slug_len == 0 || slug_len >= sizeof p->slug || strlen(version) >= sizeof p->version ||
-	    (at && !version[0]) || strchr(version, '@') || strcspn(text, "/?#%") != strlen(text)) {
+	    (at && !version[0]) || strchr(version, '@') ||
+	    strspn(text, NET_NAME_CHARS "@") != strlen(text)) {
 		cli_error("pull", "invalid pack reference '%s': expected SLUG or SLUG@VERSION", text);
 		return -1;
 	}

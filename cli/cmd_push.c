@@ -106,7 +106,7 @@ static int is_retryable(const net_response *r)
 	return r->status == 0 || r->status >= 500;
 }
 
-/* Uploads a shard in one PUT, retrying transport failures and 5xx answers. */
+/* Uploads a shard in one PUT, retrying transport failures and 5xx responses. */
 static int upload_whole(struct push *p, FILE *file, const char *hex, uint64_t size)
 {
 	char path[128];
@@ -188,7 +188,7 @@ static int start_upload(struct push *p, const char *hex, char id[65])
 	if (ok)
 		snprintf(id, 65, "%s", value);
 	else
-		cli_error("push", "the registry's answer to POST /api/uploads has no valid upload id");
+		cli_error("push", "the registry's response to POST /api/uploads has no valid upload id");
 	json_decref(doc);
 	net_response_clear(&r);
 	if (!ok)
@@ -432,7 +432,7 @@ static int report_version(struct push *p)
 	const char *verdict = json_string_value(json_object_get(verification, "verdict"));
 	int code;
 	if (!status) {
-		cli_error("push", "the registry's answer for %s@%s has no status", p->slug, p->version);
+		cli_error("push", "the registry's response for %s@%s has no status", p->slug, p->version);
 		code = UC_EXIT_FAILURE;
 	} else if (strcmp(status, "verified") == 0) {
 		printf("%s@%s verified by %s\n", p->slug, p->version, net_client_base_url(p->client));
@@ -561,6 +561,14 @@ static int parse_push_args(int argc, char **argv, struct push *p, struct push_ar
 	if (missing) {
 		cli_error("push", "missing %s; run 'uc push --help'", missing);
 		return UC_EXIT_USAGE;
+	}
+	const char *names[] = { p->slug, p->version };
+	for (size_t i = 0; i < 2; i++) {
+		if (!names[i][0] || strspn(names[i], NET_NAME_CHARS) != strlen(names[i])) {
+			cli_error("push", "invalid %s '%s': use letters, digits, '.', '_' and '-'",
+				  i == 0 ? "--slug" : "--version", names[i]);
+			return UC_EXIT_USAGE;
+		}
 	}
 	return -1;
 }

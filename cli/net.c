@@ -39,7 +39,7 @@ struct transfer {
 	int out_started;       /* 1 once the status decided where the body goes */
 	int out_failed;        /* 1 when the file write failed */
 	int out_overflow;      /* 1 when the body went past out_limit */
-	int out_bad_range;     /* 1 when a 206 answer starts elsewhere than requested */
+	int out_bad_range;     /* 1 when a 206 response starts elsewhere than requested */
 	FILE *in;              /* upload source, or NULL */
 	uint64_t in_left;
 };
@@ -408,7 +408,7 @@ int net_download(net_client *c, const char *path, FILE *file, uint64_t offset, u
 	*written = t.written;
 	if (t.out_overflow || t.out_failed || t.out_bad_range) {
 		if (t.out_bad_range)
-			snprintf(out->error, sizeof out->error, "the registry answered the request for"
+			snprintf(out->error, sizeof out->error, "the registry responded to the request for"
 				 " bytes from %" PRIu64 " with Content-Range '%s'", offset,
 				 out->content_range);
 		else if (t.out_overflow)

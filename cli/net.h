@@ -12,8 +12,12 @@
 
 #include "cli.h"
 
-/* One request's outcome. `status` is 0 when no HTTP response arrived; then `error` holds
- * libcurl's message. `body` (owned, NUL-terminated) holds the response body of requests
+/* Characters of registry slugs and versions. Only these go into request paths unescaped;
+ * the registry checks the remaining rules. */
+#define NET_NAME_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+/* One request's outcome. `status` is 0 when no HTTP response arrived; then `error` contains
+ * libcurl's message. `body` (owned, NUL-terminated) is the response body of requests
  * that keep it; free with net_response_clear. */
 typedef struct {
 	long status;
@@ -56,7 +60,7 @@ int net_send_file(net_client *client, const char *method, const char *path, FILE
 		  uint64_t offset, uint64_t length, const char *header, net_response *out);
 
 /* GETs base_url+path into `file`. With `offset` > 0 it asks for the bytes from `offset`
- * with Range; a 206 answer is appended at `offset`, a 200 answer rewrites the file from
+ * with Range; a 206 response is appended at `offset`, a 200 response rewrites the file from
  * byte 0. At most `limit` bytes are accepted in all: a longer body aborts the transfer.
  * A problem+json error body is kept in out->body. *written is the number of bytes written
  * to the file in this call. Returns as net_request. */

@@ -54,8 +54,12 @@ def run_uc(*args, env=None):
     full_env = dict(os.environ)
     full_env.pop("UCREG_TOKEN", None)
     full_env.update(env or {})
-    return subprocess.run([UC, *args], capture_output=True, text=True, env=full_env,
-                          timeout=COMMAND_TIMEOUT)
+    result = subprocess.run([UC, *args], capture_output=True, text=True, env=full_env,
+                            timeout=COMMAND_TIMEOUT)
+    for marker in regtest.SANITIZER_MARKERS:
+        if marker in result.stderr:
+            raise AssertionError("sanitizer finding in uc %s:\n%s" % (args[0], result.stderr))
+    return result
 
 
 def pack_files(pack_dir):
@@ -281,7 +285,7 @@ class PushPullTest(regtest.DaemonTest):
         self.assertFalse(os.path.exists(out + ".uc-pull"))
 
     def kill_when(self, proc, predicate, what):
-        """Kills `proc` with SIGKILL once `predicate` holds."""
+        """Kills `proc` with SIGKILL once `predicate` is true."""
         try:
             if not regtest.wait_until(predicate, 60):
                 self.fail("%s did not happen; uc said: %s" % (what, proc.stderr.read()))
