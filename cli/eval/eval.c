@@ -325,6 +325,12 @@ uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 		rc = check_tokens(model, set, err);
 	if (rc == UC_OK)
 		rc = plan_items(model, set, options, &items, &count, err);
+	if (rc == UC_OK && count == 0) {
+		free(items);
+		rc = eval_fail(err, UC_ERR_INVALID,
+			       "nothing to score: none of the %zu documents has 2 or more tokens",
+			       set->count);
+	}
 	if (rc != UC_OK)
 		return rc;
 

@@ -227,7 +227,7 @@ double eval_score_ppl(const eval_score *score);
  * prediction's negative log-likelihood summed in document and position order, so the
  * result does not depend on the thread count. Without windows a document longer than the
  * model's maximum sequence length is truncated to it. Token ids at or above the model's
- * vocabulary size are UC_ERR_INVALID. */
+ * vocabulary size, and a set with no prediction to score, are UC_ERR_INVALID. */
 uc_status eval_score_tokens(const eval_model *model, const eval_token_set *set,
 			    const eval_options *options, eval_score *out, uc_error *err);
 

@@ -178,6 +178,12 @@ START_TEST(score_rejects_bad_options)
 	ck_assert_ptr_nonnull(strstr(err.message, "stride 9"));
 
 	options = (eval_options){.threads = 1};
+	set.lengths[0] = 1;
+	ck_assert_int_eq(eval_score_tokens(model, &set, &options, &score, &err), UC_ERR_INVALID);
+	ck_assert_str_eq(err.message, "nothing to score: none of the 1 documents has 2 or more "
+				      "tokens");
+	set.lengths[0] = 10;
+
 	set.tokens[0][3] = 600;
 	ck_assert_int_eq(eval_score_tokens(model, &set, &options, &score, &err), UC_ERR_INVALID);
 	ck_assert_str_eq(err.message, "document 1, token 3: id 600 is outside the model's "
