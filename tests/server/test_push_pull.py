@@ -10,11 +10,12 @@ import random
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +49,89 @@ def write_gaussian_safetensors(path, seed=1):
         for _ in range(BIG_BLOCKS):
             f.write(block)
         f.write(small)
+
+
+class FaultProxy:
+    """A loopback TCP proxy in front of the daemon that injects one fault: `cut_patch_after`
+    closes the connection once that many bytes of a PATCH request went through, and
+    `drop_range` renames the Range request header so the daemon sends whole blobs."""
+
+    def __init__(self, upstream_port, cut_patch_after=None, drop_range=False):
+        self.upstream_port = upstream_port
+        self.cut_patch_after = cut_patch_after
+        self.drop_range = drop_range
+        self.cuts = 0
+        self.ranges_dropped = 0
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+
+    def accept_loop(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self.pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self.forward_requests, args=(client, upstream),
+                             daemon=True).start()
+
+    @staticmethod
+    def pipe(source, target):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, target):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def forward_requests(self, client, upstream):
+        patch_bytes = None
+        try:
+            while True:
+                data = client.recv(65536)
+                if not data:
+                    break
+                if self.drop_range and b"\r\nRange: " in data:
+                    data = data.replace(b"\r\nRange: ", b"\r\nX-Nop: ")
+                    with self.lock:
+                        self.ranges_dropped += 1
+                if (self.cut_patch_after is not None and patch_bytes is None
+                        and b"PATCH /api/uploads/" in data):
+                    patch_bytes = 0
+                if patch_bytes is not None:
+                    patch_bytes += len(data)
+                    with self.lock:
+                        cut = self.cuts == 0 and patch_bytes > self.cut_patch_after
+                        if cut:
+                            self.cuts += 1
+                    if cut:
+                        break
+                upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (client, upstream):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
 
 
 def run_uc(*args, env=None):
@@ -284,11 +368,11 @@ class PushPullTest(regtest.DaemonTest):
         self.assertFalse(os.path.exists(out))
         self.assertFalse(os.path.exists(out + ".uc-pull"))
 
-    def kill_when(self, proc, predicate, what):
+    def kill_when(self, proc, predicate, event):
         """Kills `proc` with SIGKILL once `predicate` is true."""
         try:
             if not regtest.wait_until(predicate, 60):
-                self.fail("%s did not happen; uc said: %s" % (what, proc.stderr.read()))
+                self.fail("%s did not happen; uc output: %s" % (event, proc.stderr.read()))
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -315,17 +399,57 @@ class PushPullTest(regtest.DaemonTest):
         self.assertLessEqual(self.sent_bytes() - sent_before, size - have + 65536)
         self.assertSamePack(Packs.path("big"), out)
 
-    def test_pull_restarts_when_range_ignored(self):
+    def start_partial_pull(self, out):
+        """Creates OUT.uc-pull as an interrupted pull of the stories pack leaves it."""
+        os.mkdir(out + ".uc-pull")
+        shutil.copy(os.path.join(Packs.path("stories"), "manifest.json"), out + ".uc-pull")
+
+    def test_pull_discards_oversized_partial(self):
         self.assertEqual(self.push(Packs.path("stories"), "stories260k").returncode, 0)
         digest, size = Packs.shard("stories")
         out = os.path.join(self.work, "stale")
-        os.mkdir(out + ".uc-pull")
-        # A partial file longer than the shard cannot be resumed and is fetched again.
+        self.start_partial_pull(out)
+        # A partial file longer than the shard cannot be a prefix of it.
         with open(os.path.join(out + ".uc-pull", digest), "wb") as f:
             f.write(b"\0" * (size + 10))
         result = self.pull("stories260k", out)
         self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertNotIn("resuming", result.stderr)
         self.assertSamePack(Packs.path("stories"), out)
+
+    def test_pull_restarts_when_range_ignored(self):
+        self.assertEqual(self.push(Packs.path("stories"), "stories260k").returncode, 0)
+        digest, size = Packs.shard("stories")
+        proxy = FaultProxy(self.daemon.port, drop_range=True)
+        self.addCleanup(proxy.close)
+        out = os.path.join(self.work, "whole")
+        self.start_partial_pull(out)
+        # A wrong prefix: only a restart from byte 0 gives the right shard.
+        with open(os.path.join(out + ".uc-pull", digest), "wb") as f:
+            f.write(b"\xff" * (size // 2))
+        result = run_uc("pull", "stories260k", "--registry", "http://127.0.0.1:%d" % proxy.port,
+                        "-o", out)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("resuming shard %s at byte %d" % (digest, size // 2), result.stderr)
+        self.assertEqual(proxy.ranges_dropped, 1)
+        self.assertSamePack(Packs.path("stories"), out)
+
+    def test_push_resumes_after_broken_chunk(self):
+        pack = self.copy_pack("big")
+        digest, size = Packs.shard("big")
+        proxy = FaultProxy(self.daemon.port, cut_patch_after=(4 << 20) + (1 << 20))
+        self.addCleanup(proxy.close)
+        result = run_uc("push", pack, "--registry", "http://127.0.0.1:%d" % proxy.port,
+                        "--slug", "big", "--version", "1", "--token-file", self.token_file,
+                        "--chunked-above", "4M", "--chunk-size", "4M")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(proxy.cuts, 1)
+        self.assertRegex(result.stderr, r"chunk at byte \d+ of shard %s failed" % digest)
+        self.assertNotIn("resuming the upload", result.stderr)
+        # One upload, continued after the cut, rather than a second one from byte 0.
+        self.assertEqual(self.daemon.log().count("started for token"), 1)
+        self.assertTrue(filecmp.cmp(self.daemon.blob_path(digest), os.path.join(pack, digest),
+                                    shallow=False))
 
     def test_push_resumes_interrupted_upload(self):
         pack = self.copy_pack("big")
