@@ -12,7 +12,7 @@ const SORTABLE = { pack: 'slug', parameters: 'parameters', added: 'created' };
 function readQuery() {
 	const params = new URLSearchParams(window.location.search);
 	const query = {};
-	for (const name of [...FILTERS, 'sort', 'cursor'])
+	for (const name of [...FILTERS, 'sort', 'cursor', 'limit'])
 		query[name] = params.get(name) || '';
 	return query;
 }
@@ -32,16 +32,15 @@ function fillForm(query) {
 	for (const name of FILTERS)
 		document.getElementById(name).value = query[name];
 	document.getElementById('sort').value = query.sort === 'slug' ? '' : query.sort;
-	// Empty fields are left out of the URL, so a shared view has only the settings it uses.
+	// Filters apply on submit, not on change, because arrow keys on a closed select change
+	// its value. Empty fields are left out of the URL, so a shared view holds only what it uses.
 	document.getElementById('filters').addEventListener('submit', (event) => {
 		event.preventDefault();
 		const changes = { cursor: '' };
 		for (const name of [...FILTERS, 'sort'])
 			changes[name] = document.getElementById(name).value.trim();
-		window.location.assign(catalogUrl({}, changes));
+		window.location.assign(catalogUrl({ limit: query.limit }, changes));
 	});
-	for (const select of document.querySelectorAll('#filters select'))
-		select.addEventListener('change', () => select.form.requestSubmit());
 }
 
 // The verification state of a pack: its latest verified version, else its newest version.
@@ -128,8 +127,9 @@ async function render() {
 	fillForm(query);
 	const container = document.getElementById('catalog');
 
+	// ?limit= changes the page size; the API rejects values outside 1 to 500.
 	const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
-	for (const name of [...FILTERS, 'sort', 'cursor']) {
+	for (const name of [...FILTERS, 'sort', 'cursor', 'limit']) {
 		if (query[name])
 			params.set(name, query[name]);
 	}

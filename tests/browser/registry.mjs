@@ -158,7 +158,7 @@ export class Registry {
 	}
 
 	// Stops the daemon with SIGTERM and removes the temporary directory. Throws when the
-	// daemon did not exit with status 0, so a sanitizer build's findings fail the tests.
+	// daemon's log shows a sanitizer finding or the daemon did not exit with status 0.
 	async stop() {
 		let code = 0;
 		if (this.proc && this.proc.exitCode === null) {
@@ -170,6 +170,12 @@ export class Registry {
 		}
 		const log = this.log();
 		rmSync(this.dir, { recursive: true, force: true });
+		// UBSan reports without changing the exit status, so the log is searched as well.
+		for (const marker of ['ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:']) {
+			const at = log.indexOf(marker);
+			if (at >= 0)
+				throw new Error(`sanitizer finding in ucregd:\n${log.slice(at, at + 4000)}`);
+		}
 		if (code !== 0)
 			throw new Error(`ucregd exited with ${code}:\n${log.slice(-4000)}`);
 	}

@@ -120,7 +120,8 @@ describe('website', { skip: missing || false }, () => {
 	test('catalog family filter changes rows', async () => {
 		const context = await newContext();
 		const { page } = await open(context, '/', 'table.catalog');
-		await Promise.all([page.waitForURL(/family=recurrent/), page.selectOption('#family', 'recurrent')]);
+		await page.selectOption('#family', 'recurrent');
+		await Promise.all([page.waitForURL(/family=recurrent/), page.click('#filters button[type=submit]')]);
 		await page.waitForSelector('table.catalog');
 		assert.deepEqual(await rowSlugs(page), ['tiny-rwkv-5v1', 'tiny-rwkv-5v2']);
 		assert.equal(await page.inputValue('#family'), 'recurrent');
@@ -156,6 +157,22 @@ describe('website', { skip: missing || false }, () => {
 		await page.waitForSelector('table.catalog');
 		assert.deepEqual(await rowSlugs(page), ['tiny-rwkv-5v2', 'tiny-rwkv-5v1', 'stories-260k']);
 		assert.equal(await page.getAttribute('thead th[aria-sort]', 'aria-sort'), 'descending');
+		await context.close();
+	});
+
+	test('catalog pages follow the cursor', async () => {
+		const context = await newContext();
+		const { page } = await open(context, '/?limit=2', 'table.catalog');
+		assert.deepEqual(await rowSlugs(page), ['stories-260k', 'tiny-rwkv-5v1']);
+		assert.equal(await page.locator('a[rel=first]').count(), 0);
+		await Promise.all([page.waitForURL(/cursor=/), page.click('a[rel=next]')]);
+		await page.waitForSelector('table.catalog');
+		assert.deepEqual(await rowSlugs(page), ['tiny-rwkv-5v2']);
+		assert.equal(await page.locator('a[rel=next]').count(), 0);
+		await Promise.all([page.waitForURL((url) => !url.search.includes('cursor')),
+			page.click('a[rel=first]')]);
+		await page.waitForSelector('table.catalog');
+		assert.deepEqual(await rowSlugs(page), ['stories-260k', 'tiny-rwkv-5v1']);
 		await context.close();
 	});
 
