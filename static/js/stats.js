@@ -1,5 +1,6 @@
 // The statistics page: one panel per comparable set from GET /api/stats, and a scatter
-// plot of each included ratio against the pack's parameter count, drawn with uPlot.
+// plot of each included perplexity ratio against the pack's parameter count, drawn with
+// uPlot. Ratios of other metrics (CLS cosine) are in their panel but not in the plot.
 import { api, comparators, el, formatCount, formatNumber, formatShortCount,
 	showState } from './common.js';
 
@@ -67,13 +68,23 @@ function panel(comparator, entry) {
 			: el('p', { class: 'state state-empty' }, 'No evaluations in this set yet.'));
 }
 
-// Reads the parameter count and family of every version that has an included row.
+function plottedGroups(data) {
+	const groups = [];
+	for (const entry of data.comparators) {
+		for (const group of entry.groups) {
+			if (group.metric === 'ppl')
+				groups.push({ comparator: entry.comparator, group });
+		}
+	}
+	return groups;
+}
+
+// Reads the parameter count and family of every version that has a plotted row.
 async function versionFacts(data) {
 	const slugs = new Set();
-	for (const entry of data.comparators)
-		for (const group of entry.groups)
-			for (const row of group.included)
-				slugs.add(row.slug);
+	for (const { group } of plottedGroups(data))
+		for (const row of group.included)
+			slugs.add(row.slug);
 	const facts = new Map();
 	await Promise.all([...slugs].map(async (slug) => {
 		const list = await api(`/api/packs/${encodeURIComponent(slug)}/versions`);
@@ -90,17 +101,15 @@ async function versionFacts(data) {
 function plotData(data, facts) {
 	const points = [];
 	const medians = [];
-	for (const entry of data.comparators) {
-		for (const group of entry.groups) {
-			for (const row of group.included) {
-				const v = facts.get(`${row.slug}@${row.version}`);
-				if (v && v.parameters > 0)
-					points.push({ x: v.parameters, y: row.ratio, family: v.family || 'other' });
-			}
-			if (typeof group.median === 'number')
-				medians.push({ comparator: entry.comparator, value: group.median,
-					label: `${setName(entry.comparator)} median ${formatNumber(group.median)}` });
+	for (const { comparator, group } of plottedGroups(data)) {
+		for (const row of group.included) {
+			const v = facts.get(`${row.slug}@${row.version}`);
+			if (v && v.parameters > 0)
+				points.push({ x: v.parameters, y: row.ratio, family: v.family || 'other' });
 		}
+		if (typeof group.median === 'number')
+			medians.push({ comparator, value: group.median,
+				label: `${setName(comparator)} median ${formatNumber(group.median)}` });
 	}
 	points.sort((a, b) => a.x - b.x);
 	const families = [...new Set(points.map((p) => p.family))].sort();
@@ -141,7 +150,7 @@ function drawPlot(figure, target, plot) {
 		axes: [
 			{ label: 'Parameters (log scale)', splits: logTicks, filter: (u, ticks) => ticks,
 				values: (u, ticks) => ticks.map(formatShortCount) },
-			{ label: 'Ratio, compressed / original', values: (u, ticks) => ticks.map((t) => t.toFixed(3)), size: 60 },
+			{ label: 'PPL ratio, pack / original', values: (u, ticks) => ticks.map((t) => t.toFixed(3)), size: 60 },
 		],
 		legend: { live: false },
 		cursor: { show: false },
@@ -166,10 +175,10 @@ async function renderPlot(data, figure, target) {
 	}
 	const plot = plotData(data, facts);
 	if (plot.points.length === 0) {
-		showState(target, 'empty', 'No verified evaluation to plot yet.');
+		showState(target, 'empty', 'No verified perplexity evaluation to plot yet.');
 		return;
 	}
-	target.setAttribute('aria-label', `Scatter plot of ${plot.points.length} ratios against ` +
+	target.setAttribute('aria-label', `Scatter plot of ${plot.points.length} perplexity ratios against ` +
 		`parameter count on a log scale, coloured by family (${plot.families.join(', ')}), with ` +
 		`${plot.medians.length} median line${plot.medians.length === 1 ? '' : 's'}.`);
 	drawPlot(figure, target, plot);
@@ -191,13 +200,13 @@ async function render() {
 	const target = el('div', { class: 'plot-area', role: 'img',
 		'aria-label': 'Scatter plot of ratio against parameter count' });
 	const figure = el('figure', { class: 'plot', id: 'plot' },
-		el('figcaption', {}, 'Ratio against parameter count (log scale), one point per ' +
-			'included row, coloured by family. Dashed lines are the medians of each set. ' +
+		el('figcaption', {}, 'Perplexity ratio against parameter count (log scale), one point ' +
+			'per included row, coloured by family. Dashed lines are the medians of each set. ' +
 			'The panels above list the same rows.'),
 		target);
 	container.replaceChildren(
 		el('div', { class: 'panels' }, order.map((c) => panel(c, byComparator.get(c)))),
-		el('h2', {}, 'Ratio against parameter count'),
+		el('h2', {}, 'Perplexity ratio against parameter count'),
 		figure);
 	await renderPlot(data, figure, target);
 }

@@ -284,7 +284,7 @@ describe('website', { skip: missing || false }, () => {
 		assert.equal(await recurrent.locator('table.included tbody tr').count(), 2);
 		assert.match(await vision.textContent(), /No evaluations in this set yet/);
 		assert.equal(await page.getAttribute('#plot', 'data-points'), '3');
-		assert.match(await page.getAttribute('#plot .plot-area', 'aria-label'), /3 ratios/);
+		assert.match(await page.getAttribute('#plot .plot-area', 'aria-label'), /3 perplexity ratios/);
 		assert.deepEqual(errors, []);
 		await context.close();
 	});
