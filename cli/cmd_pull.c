@@ -270,8 +270,9 @@ static int download_shard(struct pull *p, const uc_manifest_shard *shard)
 	net_response r;
 	int rc = net_download(p->client, url, f, have, shard->size, &written, &r);
 	int synced = fsync(fileno(f)) == 0;
+	struct stat st;
+	uint64_t now_have = fstat(fileno(f), &st) == 0 ? (uint64_t)st.st_size : have + written;
 	fclose(f);
-	uint64_t now_have = (r.status == 200 ? 0 : have) + written;
 	if (rc != 0 || (r.status != 200 && r.status != 206)) {
 		char what[160];
 		snprintf(what, sizeof what, "download of shard %s", shard->file);

@@ -320,16 +320,19 @@ static int perform(net_client *c, struct transfer *t, struct curl_slist *headers
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(headers);
 	if (code != CURLE_OK) {
+		/* A server may send an error document before the request body is complete and then
+		 * close the connection. That document explains more than the transport error. */
+		if (r->status >= 400 && r->body_len > 0)
+			return 0;
 		if (!r->error[0])
 			snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(code));
-		/* A response that arrived before the failure still counts only as a failure. */
 		r->status = 0;
 		return -1;
 	}
 	return 0;
 }
 
-/* Appends a header line; sets *failed when out of memory. */
+/* Appends a header line, or sets *failed when out of memory. */
 static struct curl_slist *add_header(struct curl_slist *list, const char *line, int *failed)
 {
 	struct curl_slist *more = curl_slist_append(list, line);
