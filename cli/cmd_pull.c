@@ -341,7 +341,7 @@ static int exit_code_for(uc_verdict verdict)
 	return UC_EXIT_FAILURE;
 }
 
-/* Runs the full verification on the temporary directory; prints the report on failure. */
+/* Runs the full verification on the temporary directory and prints the report on failure. */
 static int verify_download(struct pull *p)
 {
 	uc_verify_options opts;

@@ -317,8 +317,13 @@ static int blob_present(struct push *p, const char *hex)
 	char path[128];
 	snprintf(path, sizeof path, "/api/blobs/sha256/%s", hex);
 	net_response r;
-	int rc = net_request(p->client, "HEAD", path, NULL, 0, NULL, &r);
-	int present = rc == 0 && r.status == 200 ? 1 : rc == 0 && r.status == 404 ? 0 : -1;
+	int present = -1;
+	if (net_request(p->client, "HEAD", path, NULL, 0, NULL, &r) == 0) {
+		if (r.status == 200)
+			present = 1;
+		else if (r.status == 404)
+			present = 0;
+	}
 	if (present < 0)
 		net_report_failure("push", "checking which shards the registry has", &r);
 	net_response_clear(&r);

@@ -240,7 +240,7 @@ static size_t on_read(char *buffer, size_t size, size_t count, void *ctx)
 		return 0;
 	size_t got = fread(buffer, 1, want, t->in);
 	if (got == 0)
-		return CURL_READFUNC_ABORT; /* the file shrank under us */
+		return CURL_READFUNC_ABORT; /* the file became shorter after it was opened */
 	t->in_left -= got;
 	return got;
 }

@@ -59,7 +59,7 @@ int net_request(net_client *client, const char *method, const char *path, const 
 int net_send_file(net_client *client, const char *method, const char *path, FILE *file,
 		  uint64_t offset, uint64_t length, const char *header, net_response *out);
 
-/* GETs base_url+path into `file`. With `offset` > 0 it asks for the bytes from `offset`
+/* GETs base_url+path into `file`. With `offset` > 0 it requests the bytes from `offset`
  * with Range; a 206 response is appended at `offset`, a 200 response rewrites the file from
  * byte 0. At most `limit` bytes are accepted in all: a longer body aborts the transfer.
  * A problem+json error body is kept in out->body. *written is the number of bytes written
