@@ -70,7 +70,7 @@ function comparatorNote(evaluation) {
 				`tokenizer (here ${protocol.tokenizer || 'unknown'}), so the number can only be ` +
 				'set beside other packs measured against their own architecture with the same ' +
 				'protocol.'),
-			el('p', {}, 'The statistics page counts it in the state-space and recurrent set.'));
+			el('p', {}, 'The statistics page puts it in the state-space and recurrent set.'));
 	}
 	if (evaluation.comparator === 'cls-cosine') {
 		return el('div', { class: 'note', role: 'note' },
@@ -149,12 +149,15 @@ function verificationSection(version) {
 	const report = version.verify_report;
 	const parts = [el('h2', { id: 'verification' }, 'Verification')];
 
-	parts.push(el('p', {}, badge(versionStatus(version)), ' ',
+	parts.push(el('p', {}, badge(version.status), ' ',
 		version.status === 'pending' ? 'The registry has not verified this version yet.'
 			: version.status === 'failed' ? `Verification failed: ${version.status_reason || verification.reason || 'see the report'}.`
 				: 'The registry rebuilt every tensor and checked it against the manifest.'));
 	if (!report) {
-		parts.push(el('p', { class: 'muted' }, 'No verification report is stored for this version yet.'));
+		// A manifest that fails the structure check at upload is recorded as failed without a job.
+		parts.push(el('p', { class: 'muted' }, version.status === 'failed'
+			? 'No verification report: the manifest failed the structure check when it was uploaded.'
+			: 'No verification report is stored for this version yet.'));
 		return el('section', { 'aria-labelledby': 'verification' }, parts);
 	}
 
@@ -184,6 +187,12 @@ function verificationSection(version) {
 }
 
 function downloadSection(pack, version) {
+	if (version.status === 'failed') {
+		return el('section', { 'aria-labelledby': 'download' },
+			el('h2', { id: 'download' }, 'Download and verify'),
+			el('p', { class: 'state state-empty' }, 'This version failed verification, so it is ' +
+				'not offered for download. The raw manifest is linked above.'));
+	}
 	const origin = window.location.origin;
 	const dir = `${pack.slug}-${version.version}`;
 	const lines = [
@@ -199,14 +208,18 @@ function downloadSection(pack, version) {
 		el('p', {}, el('code', {}, 'uc pull'), ' downloads the pack, checks every shard digest, ' +
 			'runs the full verification of ', el('code', {}, 'uc verify'), ' and only then ' +
 			'creates the directory:'),
+		version.status === 'pending' ? el('div', { class: 'note', role: 'note' }, el('p', {},
+			'The registry has not verified this version yet, so uc pull may reject it until ' +
+			'it does.')) : null,
 		commandBlock('Download with uc pull', pull),
 		el('p', {}, 'Or, without uc pull: fetch the manifest and each shard, check the manifest against the digest ' +
 			'listed here, then let ', el('code', {}, 'uc verify'), ' check every shard digest ' +
 			'and rebuild every tensor. It prints RECONSTRUCTION OK and exits with status 0 ' +
 			'when the pack is intact.'),
 		commandBlock('Download with curl and verify', lines.join('\n')),
-		el('p', {}, 'Shards: ', version.downloads.shards.map((s, i) => [i ? ', ' : '',
-			el('a', { href: s.url }, `${s.digest.slice(0, 12)}…`), ` (${formatBytes(s.size)})`])));
+		version.downloads.shards.length ? el('p', {}, 'Shards: ', version.downloads.shards.map((s, i) =>
+			[i ? ', ' : '', el('a', { href: s.url }, `${s.digest.slice(0, 12)}…`),
+				` (${formatBytes(s.size)})`])) : null);
 }
 
 async function render() {
@@ -251,9 +264,14 @@ async function render() {
 		return;
 	}
 
+	const subtitle = [pack.name, `version ${version.version}`].filter(Boolean).join(' · ');
 	container.replaceChildren(
-		el('h1', {}, pack.slug, ' ', el('span', { class: 'subtle' },
-			`${pack.name || ''} · version ${version.version} · `, badge(versionStatus(version)))),
+		el('h1', {}, pack.slug, ' ', el('span', { class: 'subtle' }, `${subtitle} · `,
+			badge(versionStatus(version)))),
+		version.yanked ? el('div', { class: 'note', role: 'note' }, el('p', {},
+			el('strong', {}, 'Yanked: '), version.yank_reason || 'no reason given', '. ',
+			'The version stays readable, but it is not the pack\'s latest version and the ' +
+			'statistics exclude it.')) : '',
 		metadataSection(pack, version),
 		evaluationsSection(version),
 		verificationSection(version),

@@ -341,6 +341,27 @@ describe('website', { skip: missing || false }, () => {
 		}
 	});
 
+	test('failed version shows its reason', async () => {
+		const other = await new Registry().start();
+		try {
+			await other.expect('PUT', '/api/packs/broken-pack/versions/0.1.0', [422],
+				JSON.stringify({ format: 'not-a-pack' }), { 'Content-Type': 'application/json' });
+			const context = await newContext();
+			const page = await context.newPage();
+			await page.goto(`${other.origin}/packs/broken-pack`);
+			await page.waitForSelector('#verification');
+			const verification = await page.textContent('section[aria-labelledby="verification"]');
+			assert.match(verification, /Verification failed: .*not-a-pack/);
+			const download = await page.textContent('section[aria-labelledby="download"]');
+			assert.match(download, /not offered for download/);
+			assert.equal(await page.locator('section[aria-labelledby="download"] pre').count(), 0);
+			await page.screenshot({ path: path.join(screenshotDir, 'pack-failed-desktop.png'), fullPage: true });
+			await context.close();
+		} finally {
+			await other.stop();
+		}
+	});
+
 	test('every page fits desktop and 360 px', async () => {
 		await screenshotAll('catalog', '/', 'table.catalog');
 		await screenshotAll('catalog-recurrent', '/?family=recurrent', 'table.catalog');
