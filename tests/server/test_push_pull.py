@@ -53,13 +53,16 @@ def write_gaussian_safetensors(path, seed=1):
 
 class FaultProxy:
     """A loopback TCP proxy in front of the daemon that injects one fault: `cut_patch_after`
-    closes the connection once that many bytes of a PATCH request went through, and
-    `drop_range` renames the Range request header so the daemon sends whole blobs."""
+    closes the connection once that many bytes of a PATCH request went through,
+    `drop_range` renames the Range request header so the daemon sends whole blobs, and
+    `fake_blob_heads` responds to every HEAD of a blob with 200 as if the blob were stored."""
 
-    def __init__(self, upstream_port, cut_patch_after=None, drop_range=False):
+    def __init__(self, upstream_port, cut_patch_after=None, drop_range=False,
+                 fake_blob_heads=False):
         self.upstream_port = upstream_port
         self.cut_patch_after = cut_patch_after
         self.drop_range = drop_range
+        self.fake_blob_heads = fake_blob_heads
         self.cuts = 0
         self.ranges_dropped = 0
         self.lock = threading.Lock()
@@ -107,6 +110,9 @@ class FaultProxy:
                 data = client.recv(65536)
                 if not data:
                     break
+                if self.fake_blob_heads and data.startswith(b"HEAD /api/blobs/"):
+                    client.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    continue
                 if self.drop_range and b"\r\nRange: " in data:
                     data = data.replace(b"\r\nRange: ", b"\r\nX-Nop: ")
                     with self.lock:
@@ -328,6 +334,19 @@ class PushPullTest(regtest.DaemonTest):
         self.assertEqual(result.returncode, 5, result.stderr)
         self.assertIn("reconstruction_failed", result.stderr)
         self.assertIn(tensor["name"], result.stderr)
+
+    def test_push_missing_blobs_named(self):
+        digest, _ = Packs.shard("stories")
+        proxy = FaultProxy(self.daemon.port, fake_blob_heads=True)
+        self.addCleanup(proxy.close)
+        result = run_uc("push", Packs.path("stories"), "--registry",
+                        "http://127.0.0.1:%d" % proxy.port, "--slug", "stories260k", "--version",
+                        "1", "--token-file", self.token_file)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("uploaded 0 of 1 shards", result.stderr)
+        self.assertIn(digest, result.stderr)
+        self.assertIn("HTTP 409", result.stderr)
+        self.assertEqual(self.catalog_counts(), (0, 0, 0))
 
     def test_push_no_wait(self):
         result = self.push(Packs.path("stories"), "stories260k", "1", "--no-wait")
