@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "db.h"
 #include "log.h"
+#include "mirror.h"
 #include "routes.h"
 #include "server.h"
 #include "static.h"
@@ -423,6 +424,10 @@ static enum MHD_Result begin_request(reg_request *req)
 	req->route = find_route(req);
 	if (!req->route)
 		return MHD_YES;
+	if (reg_state.settings.mirror_of && strcmp(req->route->method, "GET") != 0) {
+		reg_mirror_refuse_write(req);
+		return MHD_YES;
+	}
 	if (read_content_length(req) != 0)
 		return MHD_YES;
 	if (req->route->auth != REG_AUTH_NONE && reg_auth_check(req, req->route->auth) != 0)

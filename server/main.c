@@ -17,8 +17,10 @@
 #include "db.h"
 #include "http.h"
 #include "log.h"
+#include "mirror.h"
 #include "server.h"
 #include "settings.h"
+#include "snapshot.h"
 #include "workers.h"
 
 #define SHUTDOWN_GRACE_SECONDS 10
@@ -86,10 +88,17 @@ static int serve(void)
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (reg_snapshot_load_key(reg_state.settings.data_dir) != 0)
+		return 1;
 	if (reg_workers_start(reg_state.settings.workers) != 0)
 		return 1;
+	if (reg_state.settings.mirror_of && reg_mirror_start() != 0) {
+		reg_workers_stop();
+		return 1;
+	}
 	struct MHD_Daemon *daemon = reg_http_start();
 	if (!daemon) {
+		reg_mirror_stop();
 		reg_workers_stop();
 		return 1;
 	}
@@ -98,7 +107,9 @@ static int serve(void)
 	REG_INFO("received %s; no new connections, finishing requests and jobs",
 		 signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
 	reg_http_stop(daemon, SHUTDOWN_GRACE_SECONDS);
+	reg_mirror_stop();
 	reg_workers_stop();
+	reg_snapshot_unload_key();
 	REG_INFO("stopped");
 	return 0;
 }
@@ -117,7 +128,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	reg_log_threshold = reg_state.settings.log_level;
-	if (next < argc && strcmp(argv[next], "token") != 0) {
+	if (next < argc && strcmp(argv[next], "token") != 0 && strcmp(argv[next], "keygen") != 0) {
 		fprintf(stderr, "ucregd: unknown command '%s'; see ucregd --help\n", argv[next]);
 		return 2;
 	}
@@ -131,7 +142,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (next < argc) {
+	if (next < argc && strcmp(argv[next], "keygen") == 0) {
+		rc = reg_keygen_command(reg_state.settings.data_dir);
+	} else if (next < argc) {
 		rc = reg_token_command(argc - next, argv + next);
 	} else {
 		REG_INFO("ucregd %s starting: data %s, %u verify workers, max blob %llu bytes",

@@ -3,7 +3,9 @@
 #include "routes.h"
 
 #include "blobs.h"
+#include "mirror.h"
 #include "packs.h"
+#include "snapshot.h"
 #include "uploads.h"
 
 /* {} matches one path segment; handlers read their parameters from req->segments. */
@@ -34,5 +36,8 @@ const reg_route reg_routes[] = {
 	{ "GET", "/api/stats", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_stats_get },
 	{ "GET", "/api/jobs/{}", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_job_get },
 	{ "GET", "/api/changes", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_changes_get },
+	{ "GET", "/api/snapshot", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_snapshot_get },
+	{ "GET", "/api/keys", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_keys_get },
+	{ "GET", "/api/mirror/status", REG_AUTH_NONE, REG_BODY_NONE, NULL, reg_mirror_status_get },
 };
 const size_t reg_route_count = sizeof reg_routes / sizeof reg_routes[0];

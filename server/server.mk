@@ -3,7 +3,8 @@ sbin_PROGRAMS += server/ucregd
 
 # Numbered migrations, applied in this order.
 SERVER_SCHEMA = \
-	$(top_srcdir)/schema/001_catalog.sql
+	$(top_srcdir)/schema/001_catalog.sql \
+	$(top_srcdir)/schema/002_mirror.sql
 
 server_ucregd_SOURCES = \
 	server/main.c server/server.h \
@@ -20,12 +21,18 @@ server_ucregd_SOURCES = \
 	server/uploads.c server/uploads.h \
 	server/static.c server/static.h \
 	server/system.c \
-	server/workers.c server/workers.h
+	server/workers.c server/workers.h \
+	server/snapshot.c server/snapshot.h \
+	server/snapshot_verify.c server/snapshot_verify.h \
+	server/mirror.c server/mirror.h \
+	server/mirror_round.c server/mirror_round.h \
+	server/mirror_catalog.c server/mirror_catalog.h \
+	server/mirror_fetch.c server/mirror_fetch.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
 server_ucregd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
-server_ucregd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS)
+server_ucregd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(CURL_CFLAGS)
 server_ucregd_LDADD = core/libuc_core.la $(MHD_LIBS) $(SQLITE_LIBS) $(JANSSON_LIBS) \
-	$(OPENSSL_LIBS) -lm -lpthread
+	$(OPENSSL_LIBS) $(CURL_LIBS) -lm -lpthread
 
 # The migrations are compiled into the binary, so a daemon never runs against a schema
 # directory from another version.

@@ -52,6 +52,7 @@ void reg_settings_print_usage(void)
 	       "       ucregd [OPTIONS] token create --name NAME --scope push|admin\n"
 	       "       ucregd [OPTIONS] token list\n"
 	       "       ucregd [OPTIONS] token revoke ID\n"
+	       "       ucregd [OPTIONS] keygen                create the snapshot signing key\n"
 	       "\n"
 	       "Options (each can also be set by the environment variable shown):\n"
 	       "  --listen HOST:PORT        address to serve on; port 0 picks a free port\n"
@@ -70,11 +71,17 @@ void reg_settings_print_usage(void)
 	       "  --per-ip-connections N    open connections from one client address\n"
 	       "                            (UCREG_PER_IP_CONNECTIONS, default %d)\n"
 	       "  --log-level LEVEL         error, warn, info or debug (UCREG_LOG_LEVEL, default info)\n"
+	       "  --mirror-of URL           serve a read-only mirror of the registry at URL\n"
+	       "                            (UCREG_MIRROR_OF)\n"
+	       "  --upstream-key FILE       the upstream's public key in PEM, from its GET\n"
+	       "                            /api/keys; required with --mirror-of (UCREG_UPSTREAM_KEY)\n"
+	       "  --mirror-interval SEC     seconds between mirror sync rounds\n"
+	       "                            (UCREG_MIRROR_INTERVAL, default %d)\n"
 	       "  --help                    print this text\n"
 	       "  --version                 print the version\n",
 	       REG_DEFAULT_LISTEN, REG_DEFAULT_DATA_DIR, REG_DEFAULT_HTTP_THREADS,
 	       REG_DEFAULT_CONNECTION_TIMEOUT, REG_DEFAULT_MAX_CONNECTIONS,
-	       REG_DEFAULT_PER_IP_CONNECTIONS);
+	       REG_DEFAULT_PER_IP_CONNECTIONS, REG_DEFAULT_MIRROR_INTERVAL);
 }
 
 enum {
@@ -88,6 +95,9 @@ enum {
 	OPT_MAX_CONNECTIONS,
 	OPT_PER_IP_CONNECTIONS,
 	OPT_LOG_LEVEL,
+	OPT_MIRROR_OF,
+	OPT_UPSTREAM_KEY,
+	OPT_MIRROR_INTERVAL,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -110,6 +120,9 @@ static const struct setting setting_table[] = {
 	{ OPT_MAX_CONNECTIONS, "UCREG_MAX_CONNECTIONS", "max-connections" },
 	{ OPT_PER_IP_CONNECTIONS, "UCREG_PER_IP_CONNECTIONS", "per-ip-connections" },
 	{ OPT_LOG_LEVEL, "UCREG_LOG_LEVEL", "log-level" },
+	{ OPT_MIRROR_OF, "UCREG_MIRROR_OF", "mirror-of" },
+	{ OPT_UPSTREAM_KEY, "UCREG_UPSTREAM_KEY", "upstream-key" },
+	{ OPT_MIRROR_INTERVAL, "UCREG_MIRROR_INTERVAL", "mirror-interval" },
 };
 #define N_SETTINGS (sizeof setting_table / sizeof setting_table[0])
 
@@ -140,6 +153,14 @@ static int apply_setting(reg_settings *settings, int code, const char *value, co
 		bad = parse_count(value, 65536, &settings->per_ip_connections);
 		break;
 	case OPT_LOG_LEVEL: bad = reg_log_parse_level(value, &settings->log_level); break;
+	case OPT_MIRROR_OF:
+		settings->mirror_of = value[0] ? value : NULL;
+		bad = value[0] && strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0;
+		break;
+	case OPT_UPSTREAM_KEY: settings->upstream_key = value[0] ? value : NULL; break;
+	case OPT_MIRROR_INTERVAL:
+		bad = parse_count(value, 86400, &settings->mirror_interval) || settings->mirror_interval == 0;
+		break;
 	default: bad = 1; break;
 	}
 	if (bad) {
@@ -162,6 +183,9 @@ reg_settings_result reg_settings_parse(reg_settings *settings, int argc, char **
 		{ "max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS },
 		{ "per-ip-connections", required_argument, NULL, OPT_PER_IP_CONNECTIONS },
 		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "mirror-of", required_argument, NULL, OPT_MIRROR_OF },
+		{ "upstream-key", required_argument, NULL, OPT_UPSTREAM_KEY },
+		{ "mirror-interval", required_argument, NULL, OPT_MIRROR_INTERVAL },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -176,6 +200,7 @@ reg_settings_result reg_settings_parse(reg_settings *settings, int argc, char **
 	settings->max_connections = REG_DEFAULT_MAX_CONNECTIONS;
 	settings->per_ip_connections = REG_DEFAULT_PER_IP_CONNECTIONS;
 	settings->log_level = REG_LOG_INFO;
+	settings->mirror_interval = REG_DEFAULT_MIRROR_INTERVAL;
 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const char *value = getenv(setting_table[i].env);
@@ -210,6 +235,11 @@ reg_settings_result reg_settings_parse(reg_settings *settings, int argc, char **
 		snprintf(source, sizeof source, "--%s", name);
 		if (apply_setting(settings, code, optarg, source) != 0)
 			return REG_SETTINGS_ERROR;
+	}
+	if (settings->mirror_of && !settings->upstream_key) {
+		fprintf(stderr, "ucregd: --mirror-of needs --upstream-key FILE, the upstream's public"
+			" key from its GET /api/keys\n");
+		return REG_SETTINGS_ERROR;
 	}
 	*next = optind;
 	return REG_SETTINGS_RUN;

@@ -14,6 +14,7 @@
 #define REG_DEFAULT_CONNECTION_TIMEOUT 60
 #define REG_DEFAULT_MAX_CONNECTIONS 1024
 #define REG_DEFAULT_PER_IP_CONNECTIONS 128
+#define REG_DEFAULT_MIRROR_INTERVAL 60
 
 /* Every string is borrowed from argv, the environment or a literal; nothing is freed. */
 typedef struct {
@@ -27,6 +28,9 @@ typedef struct {
 	unsigned per_ip_connections;
 	uint64_t max_blob_size;      /* bytes */
 	reg_log_level log_level;
+	const char *mirror_of;       /* upstream URL; NULL when not a mirror */
+	const char *upstream_key;    /* the upstream's Ed25519 public key (PEM file) */
+	unsigned mirror_interval;    /* seconds between follower rounds */
 } reg_settings;
 
 /* Outcome of reg_settings_parse. */

@@ -1,0 +1,40 @@
+/* HTTP transfers of the mirror follower over libcurl: small in-memory GETs and parallel
+ * file downloads with Range resume, all over kept-alive connections to one upstream. */
+#ifndef REG_MIRROR_FETCH_H
+#define REG_MIRROR_FETCH_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct reg_fetch reg_fetch;
+
+/* Creates a client for `base_url` (copied, trailing '/' dropped) that runs up to
+ * `parallel` file transfers at once. Transfers abort soon after *stop becomes nonzero
+ * (`stop` is borrowed). Returns NULL after logging. Free with reg_fetch_free. */
+reg_fetch *reg_fetch_new(const char *base_url, unsigned parallel, atomic_int *stop);
+void reg_fetch_free(reg_fetch *fetch);
+
+/* GETs base_url+path into a new NUL-terminated buffer (*body, free with free) of at most
+ * `limit` bytes. Returns the HTTP status, or -1 with `error` set when no response came or
+ * the body was longer than `limit`. *body is set only for status 200. */
+long reg_fetch_get(reg_fetch *fetch, const char *path, size_t limit, char **body, size_t *len,
+		   char *error, size_t error_size);
+
+/* One file download: GET base_url+path into `file`, which must end up exactly `size`
+ * bytes long. Bytes already in `file` are kept and the rest asked for with Range; a 200
+ * answer to that request rewrites the file from byte 0. */
+typedef struct {
+	const char *path;    /* borrowed */
+	const char *file;    /* borrowed */
+	uint64_t size;
+	uint64_t resumed_from; /* out: bytes kept from an earlier attempt */
+	int ok;              /* out: 1 when the file has `size` bytes */
+	int transient;       /* out: the failure may go away on retry (network, 5xx) */
+	char error[256];     /* out: why it failed */
+} reg_fetch_item;
+
+/* Runs every item, up to `parallel` at once. Each item's outcome is in its out fields. */
+void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count);
+
+#endif

@@ -1,0 +1,501 @@
+/* One follower round. Names and digests from upstream are checked with the daemon's own
+ * validators (reg_name_valid, reg_digest_valid) before they are used in a URL, a file
+ * name or the catalog; a bad one is refused and recorded as a "path" failure. Shard files
+ * are downloaded to DATA/mirror-partial/<digest>.part and installed in the blob store only
+ * after their SHA-256 matches; a version is published only after uc_verify_manifest,
+ * the function the verify workers run, passed on the installed blobs. */
+#include "config.h"
+
+#include "mirror_round.h"
+
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "blobs.h"
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "mirror_catalog.h"
+#include "snapshot_verify.h"
+#include "uc_hash.h"
+#include "uc_pack.h"
+
+#define CHANGES_PAGE 1000
+#define MANIFEST_LIMIT ((size_t)16 << 20)
+
+/* One version to reconcile with the upstream. */
+struct entry {
+	char slug[72];
+	char version[72];
+	const json_t *upstream;  /* snapshot entry (borrowed) or NULL when gone upstream */
+	char *yank_reason;       /* from the change feed; NULL when not seen */
+	int fetch;               /* 1 while it still needs download and verification */
+	int refused;             /* 1 once refused (recorded) */
+	int transient;           /* 1 when a retry might fix its failure */
+	char *manifest;
+	size_t manifest_len;
+	uc_manifest *parsed;
+};
+
+/* The working set of a round. */
+struct round {
+	reg_mirror_context *ctx;
+	reg_snapshot snapshot;
+	json_t *index;          /* "slug@version" -> snapshot entry, borrowed values */
+	struct entry *entries;
+	size_t count, capacity;
+	int transient;          /* a failure that a retry could fix happened */
+};
+
+static void refuse(struct round *r, struct entry *e, const char *kind, int transient,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void refuse(struct round *r, struct entry *e, const char *kind, int transient,
+		   const char *fmt, ...)
+{
+	char message[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof message, fmt, ap);
+	va_end(ap);
+	e->fetch = 0;
+	e->refused = 1;
+	e->transient = transient;
+	r->transient |= transient;
+	reg_mirror_record_failure(r->ctx->db, kind, e->slug, e->version, message);
+}
+
+/* Adds slug@version to the working set unless present. Returns the entry or NULL when
+ * the names are invalid (recorded) or memory ran out. */
+static struct entry *add_entry(struct round *r, const char *slug, const char *version)
+{
+	if (!reg_name_valid(slug) || !reg_name_valid(version)) {
+		char message[400];
+		snprintf(message, sizeof message, "refused the upstream name '%.120s@%.120s': slugs and"
+			 " versions are 1 to 64 characters from a-z, 0-9, '.', '_' and '-', without"
+			 " '..' or '/'", slug, version);
+		reg_mirror_record_failure(r->ctx->db, "path", NULL, NULL, message);
+		return NULL;
+	}
+	for (size_t i = 0; i < r->count; i++) {
+		if (strcmp(r->entries[i].slug, slug) == 0 && strcmp(r->entries[i].version, version) == 0)
+			return &r->entries[i];
+	}
+	if (r->count == r->capacity) {
+		size_t capacity = r->capacity ? 2 * r->capacity : 64;
+		struct entry *grown = realloc(r->entries, capacity * sizeof *grown);
+		if (!grown)
+			return NULL;
+		r->entries = grown;
+		r->capacity = capacity;
+	}
+	struct entry *e = &r->entries[r->count++];
+	memset(e, 0, sizeof *e);
+	snprintf(e->slug, sizeof e->slug, "%s", slug);
+	snprintf(e->version, sizeof e->version, "%s", version);
+	char key[160];
+	snprintf(key, sizeof key, "%s@%s", slug, version);
+	e->upstream = json_object_get(r->index, key);
+	return e;
+}
+
+static void round_clear(struct round *r)
+{
+	for (size_t i = 0; i < r->count; i++) {
+		free(r->entries[i].yank_reason);
+		free(r->entries[i].manifest);
+		uc_manifest_free(r->entries[i].parsed);
+	}
+	free(r->entries);
+	json_decref(r->index);
+	reg_snapshot_clear(&r->snapshot);
+}
+
+static int fetch_snapshot(struct round *r, int64_t min_serial)
+{
+	char error[1024];
+	char *body = NULL;
+	size_t len = 0;
+
+	long status = reg_fetch_get(r->ctx->fetch, "/api/snapshot", REG_SNAPSHOT_MAX_BYTES, &body,
+				    &len, error, sizeof error);
+	if (status != 200) {
+		reg_mirror_record_failure(r->ctx->db, "transfer", NULL, NULL, error);
+		return -1;
+	}
+	int rc = reg_snapshot_check(r->ctx->key, body, len, reg_now(), min_serial, &r->snapshot,
+				    error, sizeof error);
+	free(body);
+	if (rc != 0) {
+		reg_mirror_record_failure(r->ctx->db, "snapshot", NULL, NULL, error);
+		return -1;
+	}
+	r->index = json_object();
+	size_t i;
+	json_t *v;
+	json_array_foreach(r->snapshot.versions, i, v) {
+		char key[300];
+		snprintf(key, sizeof key, "%.140s@%.140s", json_string_value(json_object_get(v, "slug")),
+			 json_string_value(json_object_get(v, "version")));
+		json_object_set(r->index, key, v);
+	}
+	return 0;
+}
+
+/* Adds every version named by the change feed in (since, until]. */
+static int collect_changes(struct round *r, int64_t since, int64_t until)
+{
+	char path[96], error[1024];
+
+	while (since < until) {
+		char *body = NULL;
+		size_t len = 0;
+		int64_t page_start = since;
+		snprintf(path, sizeof path, "/api/changes?since=%" PRId64 "&limit=%d", since, CHANGES_PAGE);
+		long status = reg_fetch_get(r->ctx->fetch, path, MANIFEST_LIMIT, &body, &len, error,
+					    sizeof error);
+		if (status != 200) {
+			reg_mirror_record_failure(r->ctx->db, "transfer", NULL, NULL, error);
+			return -1;
+		}
+		json_t *root = json_loadb(body, len, 0, NULL);
+		free(body);
+		json_t *changes = json_object_get(root, "changes");
+		if (!json_is_array(changes) || json_array_size(changes) == 0) {
+			json_decref(root);
+			break;
+		}
+		size_t i;
+		json_t *change;
+		json_array_foreach(changes, i, change) {
+			json_int_t serial = json_integer_value(json_object_get(change, "serial"));
+			const char *slug = json_string_value(json_object_get(change, "slug"));
+			const char *version = json_string_value(json_object_get(change, "version"));
+			const char *kind = json_string_value(json_object_get(change, "kind"));
+			if (serial <= since || serial > until)
+				continue;
+			since = serial;
+			if (!slug || !version)
+				continue;
+			struct entry *e = add_entry(r, slug, version);
+			const char *detail = json_string_value(json_object_get(change, "detail"));
+			if (e && kind && detail && strcmp(kind, "yank") == 0 && !e->yank_reason)
+				e->yank_reason = strdup(detail);
+		}
+		json_decref(root);
+		if (since == page_start)
+			break; /* nothing in range on this page */
+	}
+	return 0;
+}
+
+/* Adds every snapshot version and every local version. */
+static int collect_everything(struct round *r)
+{
+	size_t i;
+	json_t *v;
+	json_array_foreach(r->snapshot.versions, i, v)
+		add_entry(r, json_string_value(json_object_get(v, "slug")),
+			  json_string_value(json_object_get(v, "version")));
+
+	sqlite3_stmt *stmt = reg_db_prepare(r->ctx->db,
+		"SELECT p.slug, v.version FROM versions v JOIN packs p ON p.id = v.pack_id");
+	if (!stmt)
+		return -1;
+	while (sqlite3_step(stmt) == SQLITE_ROW)
+		add_entry(r, (const char *)sqlite3_column_text(stmt, 0),
+			  (const char *)sqlite3_column_text(stmt, 1));
+	sqlite3_finalize(stmt);
+	return 0;
+}
+
+static const char *upstream_string(const struct entry *e, const char *name)
+{
+	return json_string_value(json_object_get(e->upstream, name));
+}
+
+/* Decides what each entry needs: deletion, a yank, a download, or nothing. */
+static void plan(struct round *r)
+{
+	sqlite3 *db = r->ctx->db;
+
+	for (size_t i = 0; i < r->count; i++) {
+		struct entry *e = &r->entries[i];
+		reg_local_version local;
+		int found = reg_mirror_find_version(db, e->slug, e->version, &local);
+		if (found < 0) {
+			refuse(r, e, "catalog", 1, "cannot read the local catalog");
+			continue;
+		}
+		const char *digest = upstream_string(e, "manifest_sha256");
+		if (e->upstream && !reg_digest_valid(digest)) {
+			refuse(r, e, "path", 0, "refused the upstream manifest digest '%.80s': not 64"
+			       " lower-case hex digits", digest);
+			continue;
+		}
+		int verified = e->upstream && strcmp(upstream_string(e, "status"), "verified") == 0;
+		if (found && (!e->upstream || strcmp(local.digest, digest) != 0)) {
+			if (reg_mirror_delete(db, e->slug, e->version) == 0)
+				REG_INFO("mirror: deleted %s@%s (%s upstream)", e->slug, e->version,
+					 e->upstream ? "republished" : "deleted");
+			found = 0;
+		}
+		if (!verified)
+			continue; /* pending versions come back with their verify event */
+		int yanked = json_is_true(json_object_get(e->upstream, "yanked"));
+		if (!found) {
+			e->fetch = 1;
+		} else if (yanked && !local.yanked) {
+			if (reg_mirror_yank(db, e->slug, e->version, e->yank_reason ? e->yank_reason
+					    : "yanked upstream") == 0)
+				REG_INFO("mirror: yanked %s@%s", e->slug, e->version);
+		}
+	}
+}
+
+static void fetch_manifest(struct round *r, struct entry *e)
+{
+	char path[256], error[1024], hex[UC_SHA256_HEX_CHARS + 1];
+	uint8_t digest[UC_SHA256_BYTES];
+	uc_error err;
+
+	snprintf(path, sizeof path, "/api/packs/%s/versions/%s/manifest", e->slug, e->version);
+	long status = reg_fetch_get(r->ctx->fetch, path, MANIFEST_LIMIT, &e->manifest,
+				    &e->manifest_len, error, sizeof error);
+	if (status != 200) {
+		refuse(r, e, "transfer", status < 400 || status >= 500, "%s", error);
+		return;
+	}
+	uc_sha256_buffer(e->manifest, e->manifest_len, digest);
+	uc_sha256_to_hex(digest, hex);
+	if (strcmp(hex, upstream_string(e, "manifest_sha256")) != 0) {
+		refuse(r, e, "version", 0, "manifest hashes to %s but the signed snapshot says %s",
+		       hex, upstream_string(e, "manifest_sha256"));
+		return;
+	}
+	if (uc_manifest_parse(e->manifest, e->manifest_len, &e->parsed, &err) != UC_OK) {
+		refuse(r, e, "version", 0, "manifest is invalid: %s", err.message);
+		return;
+	}
+	for (size_t i = 0; i < uc_manifest_shard_count(e->parsed); i++) {
+		const uc_manifest_shard *shard = uc_manifest_shard_at(e->parsed, i);
+		uc_sha256_to_hex(shard->sha256, hex);
+		if (!reg_digest_valid(shard->file) || strcmp(shard->file, hex) != 0) {
+			refuse(r, e, "path", 0, "refused the shard file name '%.120s': it must be the"
+			       " shard's SHA-256 in hex", shard->file);
+			return;
+		}
+	}
+}
+
+/* A shard to download, shared by every entry that references it. */
+struct download {
+	char hex[UC_SHA256_HEX_CHARS + 1];
+	char path[96];
+	char file[REG_PATH_MAX];
+	int installed;
+};
+
+static struct download *find_download(struct download *list, size_t n, const char *hex)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(list[i].hex, hex) == 0)
+			return &list[i];
+	}
+	return NULL;
+}
+
+/* Hashes a complete download and installs it in the blob store. Returns 0, or -1 with
+ * `why` set (the file is removed so the next attempt starts from byte 0). */
+static int install_download(struct round *r, struct download *d, uint64_t size, char *why,
+			    size_t why_size)
+{
+	uint8_t digest[UC_SHA256_BYTES];
+	char actual[UC_SHA256_HEX_CHARS + 1];
+	uint64_t hashed = 0;
+	uc_error err;
+
+	if (uc_sha256_file(d->file, digest, &hashed, &err) != UC_OK) {
+		snprintf(why, why_size, "cannot hash shard %s: %.400s", d->hex, err.message);
+		return -1;
+	}
+	uc_sha256_to_hex(digest, actual);
+	if (strcmp(actual, d->hex) != 0 || hashed != size) {
+		snprintf(why, why_size, "shard %s from upstream hashes to %s; refused", d->hex, actual);
+		unlink(d->file);
+		return -1;
+	}
+	int fd = open(d->file, O_RDONLY | O_CLOEXEC);
+	int rc = fd >= 0 ? reg_blob_install(d->file, fd, d->hex, size, r->ctx->owner_token, 0) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0) {
+		snprintf(why, why_size, "cannot install shard %s in the blob store", d->hex);
+		return -1;
+	}
+	return 0;
+}
+
+/* Downloads every shard the fetching entries lack, in parallel, and installs each one
+ * whose SHA-256 matches. Entries with a failed shard are refused. */
+static void download_shards(struct round *r)
+{
+	size_t capacity = 0, n = 0;
+	struct download *downloads = NULL;
+	reg_fetch_item *items = NULL;
+	uint64_t *sizes = NULL;
+
+	for (size_t i = 0; i < r->count; i++) {
+		if (r->entries[i].fetch)
+			capacity += uc_manifest_shard_count(r->entries[i].parsed);
+	}
+	if (capacity == 0)
+		return;
+	downloads = calloc(capacity, sizeof *downloads);
+	items = calloc(capacity, sizeof *items);
+	sizes = calloc(capacity, sizeof *sizes);
+	if (!downloads || !items || !sizes)
+		goto out;
+	for (size_t i = 0; i < r->count; i++) {
+		struct entry *e = &r->entries[i];
+		for (size_t s = 0; e->fetch && s < uc_manifest_shard_count(e->parsed); s++) {
+			const uc_manifest_shard *shard = uc_manifest_shard_at(e->parsed, s);
+			uint64_t have;
+			if (reg_blob_lookup(shard->file, &have) == 1 ||
+			    find_download(downloads, n, shard->file))
+				continue;
+			struct download *d = &downloads[n];
+			snprintf(d->hex, sizeof d->hex, "%s", shard->file);
+			snprintf(d->path, sizeof d->path, "/api/blobs/sha256/%s", d->hex);
+			snprintf(d->file, sizeof d->file, "%s/%s.part", r->ctx->partial_dir, d->hex);
+			items[n].path = d->path;
+			items[n].file = d->file;
+			items[n].size = shard->size;
+			sizes[n] = shard->size;
+			n++;
+		}
+	}
+	reg_fetch_files(r->ctx->fetch, items, n);
+
+	for (size_t k = 0; k < n; k++) {
+		char why[512];
+		if (items[k].resumed_from > 0)
+			REG_INFO("mirror: resumed shard %s from byte %" PRIu64, downloads[k].hex,
+				 items[k].resumed_from);
+		if (!items[k].ok) {
+			snprintf(why, sizeof why, "%s", items[k].error);
+		} else if (install_download(r, &downloads[k], sizes[k], why, sizeof why) == 0) {
+			downloads[k].installed = 1;
+			continue;
+		}
+		/* Refuse every entry that needs this shard. */
+		for (size_t i = 0; i < r->count; i++) {
+			struct entry *e = &r->entries[i];
+			for (size_t s = 0; e->fetch && s < uc_manifest_shard_count(e->parsed); s++) {
+				if (strcmp(uc_manifest_shard_at(e->parsed, s)->file, downloads[k].hex) == 0)
+					refuse(r, e, items[k].ok ? "version" : "transfer",
+					       !items[k].ok && items[k].transient, "%s", why);
+			}
+		}
+	}
+out:
+	free(downloads);
+	free(items);
+	free(sizes);
+}
+
+/* Verifies an entry whose shards are all in the blob store and publishes it. */
+static void verify_and_publish(struct round *r, struct entry *e)
+{
+	uc_verify_options options;
+	uc_report *report = NULL;
+	uc_error err;
+
+	uc_verify_options_init(&options);
+	options.threads = 1;
+	uc_status status = uc_verify_manifest(e->manifest, e->manifest_len, reg_state.blob_dir,
+					      &options, &report, &err);
+	atomic_fetch_add(&reg_state.verify_runs, 1);
+	if (status != UC_OK) {
+		refuse(r, e, "version", 1, "verification could not run: %s", err.message);
+		return;
+	}
+	char *report_json = uc_report_to_json(report);
+	uc_verdict verdict = uc_report_verdict(report);
+	uc_report_free(report);
+	if (verdict != UC_VERDICT_OK) {
+		refuse(r, e, "version", 0, "local verification failed (%s); not published",
+		       uc_verdict_name(verdict));
+		uc_free(report_json);
+		return;
+	}
+	int yanked = json_is_true(json_object_get(e->upstream, "yanked"));
+	reg_mirror_version v = {
+		.slug = e->slug, .version = e->version, .manifest = e->manifest,
+		.manifest_len = e->manifest_len, .digest = upstream_string(e, "manifest_sha256"),
+		.parsed = e->parsed, .report_json = report_json,
+		.yank_reason = yanked ? (e->yank_reason ? e->yank_reason : "yanked upstream") : NULL,
+		.owner_token = r->ctx->owner_token,
+	};
+	if (reg_mirror_publish(r->ctx->db, &v) == 0)
+		REG_INFO("mirror: published %s@%s (manifest %s)", e->slug, e->version, v.digest);
+	else
+		refuse(r, e, "catalog", 1, "cannot publish in the local catalog");
+	uc_free(report_json);
+}
+
+void reg_mirror_run_round(reg_mirror_context *ctx)
+{
+	struct round r = { .ctx = ctx };
+	reg_mirror_state state = { 0 };
+
+	if (reg_mirror_state_load(ctx->db, &state) != 0)
+		return;
+	state.last_attempt_at = reg_now();
+	if (fetch_snapshot(&r, state.accepted_serial) != 0) {
+		reg_mirror_state_save(ctx->db, &state);
+		goto out;
+	}
+	state.upstream_serial = r.snapshot.serial;
+	int full = ctx->full_round || !state.full_sync_done;
+	if (!full && r.snapshot.serial == state.accepted_serial) {
+		state.accepted_generated_at = r.snapshot.generated_at;
+		state.last_sync_at = reg_now();
+		reg_mirror_state_save(ctx->db, &state);
+		goto out;
+	}
+	int rc = full ? collect_everything(&r)
+		      : collect_changes(&r, state.accepted_serial, r.snapshot.serial);
+	if (rc != 0) {
+		reg_mirror_state_save(ctx->db, &state);
+		goto out;
+	}
+	REG_INFO("mirror: %s round to serial %" PRId64 ", %zu versions to reconcile",
+		 full ? "full" : "incremental", r.snapshot.serial, r.count);
+	plan(&r);
+	for (size_t i = 0; i < r.count; i++) {
+		if (r.entries[i].fetch)
+			fetch_manifest(&r, &r.entries[i]);
+	}
+	download_shards(&r);
+	for (size_t i = 0; i < r.count; i++) {
+		if (r.entries[i].fetch)
+			verify_and_publish(&r, &r.entries[i]);
+	}
+	if (!r.transient) {
+		state.accepted_serial = r.snapshot.serial;
+		state.accepted_generated_at = r.snapshot.generated_at;
+		state.last_sync_at = reg_now();
+		state.full_sync_done = 1;
+		ctx->full_round = 0;
+	}
+	reg_mirror_state_save(ctx->db, &state);
+out:
+	round_clear(&r);
+}
