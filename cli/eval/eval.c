@@ -104,50 +104,43 @@ typedef struct {
 	score_item *items;
 	size_t *order; /* item indexes, longest run first, so the last runs to finish are short */
 	size_t count;
-	uint32_t longest_run; /* positions fed by the longest run: the KV cache length */
+	size_t longest_run; /* predictions scored by the longest run */
+	unsigned threads_per_run;
 	atomic_size_t next;
 } score_job;
 
 typedef struct {
 	score_job *job;
-	eval_state *state;
+	double *nll; /* one value per scored prediction of the current run */
+	uc_error err;
+	uc_status status;
 } score_worker;
 
-/* Returns -log softmax(logits)[target], computed in double. */
-static double negative_log_likelihood(const float *logits, uint32_t vocab, uint32_t target)
+static uc_status run_item(score_worker *worker, score_item *item)
 {
-	float max = logits[0];
-	for (uint32_t i = 1; i < vocab; i++)
-		if (logits[i] > max)
-			max = logits[i];
-	double sum = 0.0;
-	for (uint32_t i = 0; i < vocab; i++)
-		sum += exp((double)logits[i] - (double)max);
-	return log(sum) + (double)max - (double)logits[target];
-}
-
-static void run_item(eval_state *state, uint32_t vocab, score_item *item)
-{
-	eval_state_reset(state);
+	const eval_window *window = &item->window;
+	uc_status rc = eval_model_score_run(worker->job->model, item->tokens + window->start,
+					    window->end - window->start,
+					    window->score_from - window->start,
+					    worker->job->threads_per_run, worker->nll, &worker->err);
+	if (rc != UC_OK)
+		return rc;
 	double nll = 0.0;
-	for (size_t pos = item->window.start; pos < item->window.end; pos++) {
-		const float *logits = eval_state_step(state, item->tokens[pos]);
-		if (pos >= item->window.score_from)
-			nll += negative_log_likelihood(logits, vocab, item->tokens[pos + 1]);
-	}
+	for (size_t i = 0; i < window->end - window->score_from; i++)
+		nll += worker->nll[i];
 	item->nll_sum = nll;
+	return UC_OK;
 }
 
 static void *score_thread(void *arg)
 {
 	score_worker *worker = arg;
 	score_job *job = worker->job;
-	uint32_t vocab = eval_model_vocab_size(job->model);
-	for (;;) {
+	while (worker->status == UC_OK) {
 		size_t next = atomic_fetch_add(&job->next, 1);
 		if (next >= job->count)
 			break;
-		run_item(worker->state, vocab, &job->items[job->order[next]]);
+		worker->status = run_item(worker, &job->items[job->order[next]]);
 	}
 	return NULL;
 }
@@ -265,15 +258,17 @@ static uc_status order_longest_first(score_job *job, uc_error *err)
 	qsort(lengths, job->count, sizeof *lengths, compare_longer_first);
 	for (size_t i = 0; i < job->count; i++)
 		job->order[i] = lengths[i].index;
-	/* A Llama run is at most the window or the maximum sequence length, so the cast is
-	 * exact there. RWKV states ignore the value. */
-	job->longest_run = job->count ? (uint32_t)lengths[0].fed : 1;
+	for (size_t i = 0; i < job->count; i++) {
+		size_t scored = job->items[i].window.end - job->items[i].window.score_from;
+		if (scored > job->longest_run)
+			job->longest_run = scored;
+	}
 	free(lengths);
 	return UC_OK;
 }
 
-/* NOTE: runs (documents or windows) are the unit of parallel work, so a corpus of one
- * document scored without windows runs on one thread. */
+/* NOTE: an RWKV run is sequential by nature, so an RWKV corpus with fewer runs (documents
+ * or windows) than threads leaves threads idle. */
 static unsigned choose_threads(unsigned requested, size_t items)
 {
 	unsigned threads = eval_choose_threads(requested);
@@ -289,18 +284,31 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Runs every item on `threads` workers, each with its own state. */
+/* Runs every item on `workers` threads. With fewer runs than threads, a Llama model
+ * takes the runs one at a time and splits each run's positions among the threads. */
 static uc_status run_items(score_job *job, unsigned threads, uc_error *err)
 {
-	score_worker workers[EVAL_MAX_THREADS] = {{0}};
-	pthread_t ids[EVAL_MAX_THREADS];
-	unsigned started = 0;
-	uc_status rc = UC_OK;
-	for (unsigned t = 0; t < threads && rc == UC_OK; t++) {
-		workers[t].job = job;
-		rc = eval_state_new(job->model, job->longest_run, &workers[t].state, err);
+	unsigned workers_wanted = threads;
+	job->threads_per_run = 1;
+	if (job->count < threads && eval_model_arch(job->model) == EVAL_ARCH_LLAMA) {
+		workers_wanted = 1;
+		job->threads_per_run = threads;
 	}
-	for (unsigned t = 1; t < threads && rc == UC_OK; t++) {
+
+	score_worker workers[EVAL_MAX_THREADS];
+	pthread_t ids[EVAL_MAX_THREADS];
+	memset(workers, 0, sizeof workers);
+	unsigned started = 0, allocated = 0;
+	uc_status rc = UC_OK;
+	for (; allocated < workers_wanted; allocated++) {
+		workers[allocated].job = job;
+		workers[allocated].nll = calloc(job->longest_run ? job->longest_run : 1, sizeof(double));
+		if (!workers[allocated].nll) {
+			rc = eval_fail(err, UC_ERR_NOMEM, "out of memory for %zu scores", job->longest_run);
+			break;
+		}
+	}
+	for (unsigned t = 1; t < workers_wanted && rc == UC_OK; t++) {
 		if (pthread_create(&ids[t], NULL, score_thread, &workers[t]) != 0)
 			break; /* the threads already started, and this one, share the work */
 		started = t;
@@ -309,8 +317,15 @@ static uc_status run_items(score_job *job, unsigned threads, uc_error *err)
 		score_thread(&workers[0]);
 	for (unsigned t = 1; t <= started; t++)
 		pthread_join(ids[t], NULL);
-	for (unsigned t = 0; t < threads; t++)
-		eval_state_free(workers[t].state);
+
+	for (unsigned t = 0; t < allocated; t++) {
+		if (rc == UC_OK && workers[t].status != UC_OK) {
+			rc = workers[t].status;
+			if (err)
+				*err = workers[t].err;
+		}
+		free(workers[t].nll);
+	}
 	return rc;
 }
 

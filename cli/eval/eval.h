@@ -112,6 +112,16 @@ void eval_state_reset(eval_state *state);
  * `positions`. */
 const float *eval_state_step(eval_state *state, uint32_t token);
 
+/* Scores one run from a fresh state: feeds tokens[0 .. count) and stores in
+ * nll[i - score_from] the negative log-likelihood of tokens[i + 1] at each position i in
+ * [score_from, count), so tokens[count] must exist. A Llama model splits the positions
+ * among `threads` threads (0 means 1). Each position's arithmetic is that of
+ * eval_state_step, so the values do not depend on `threads`. RWKV uses one thread. The
+ * caller guarantees token ids below the vocabulary size, count > score_from, and for a
+ * Llama model count <= the maximum sequence length. */
+uc_status eval_model_score_run(const eval_model *model, const uint32_t *tokens, size_t count,
+			       size_t score_from, unsigned threads, double *nll, uc_error *err);
+
 /* ---- Tokenizer (tokenizer.c) ---- */
 
 /* A llama2.c tokenizer file: int32 max_token_length, then per token a float32 merge score,

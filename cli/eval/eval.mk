@@ -4,7 +4,8 @@ noinst_LTLIBRARIES += cli/eval/libuceval.la
 cli_eval_libuceval_la_SOURCES = \
 	cli/eval/eval.h cli/eval/model.h cli/eval/util.h cli/eval/util.c \
 	cli/eval/weights.c cli/eval/weights_source.c cli/eval/weights_pack.c \
-	cli/eval/kernels.c cli/eval/model.c cli/eval/llama.c cli/eval/rwkv.c \
+	cli/eval/kernels.c cli/eval/model.c cli/eval/llama.h cli/eval/llama.c \
+	cli/eval/llama_forward.c cli/eval/rwkv.c \
 	cli/eval/tokenizer.c cli/eval/corpus.c cli/eval/eval.c cli/eval/record.c \
 	cli/eval/eval_cmd.c
 cli_eval_libuceval_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval

@@ -65,6 +65,18 @@ void eval_layernorm(float *out, const float *x, const float *weight, const float
 		out[i] = (x[i] - mean) * scale * weight[i] + bias[i];
 }
 
+double eval_negative_log_likelihood(const float *logits, uint32_t vocab, uint32_t target)
+{
+	float max = logits[0];
+	for (uint32_t i = 1; i < vocab; i++)
+		if (logits[i] > max)
+			max = logits[i];
+	double sum = 0.0;
+	for (uint32_t i = 0; i < vocab; i++)
+		sum += exp((double)logits[i] - (double)max);
+	return log(sum) + (double)max - (double)logits[target];
+}
+
 static void format_shape(char *buf, size_t size, uint32_t ndim, const uint64_t *dims)
 {
 	size_t used = 0;

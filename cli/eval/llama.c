@@ -4,9 +4,8 @@
  * the token embedding. Tensor names and shapes are Meta's (`layers.N.attention.wq.weight`). */
 #include "config.h"
 
-#include "model.h"
+#include "llama.h"
 
-#include <assert.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,34 +14,11 @@
 
 #include "util.h"
 
-#define LLAMA_NORM_EPS 1e-5f
 #define LLAMA_ROPE_THETA 10000.0f
 /* Upper bound of every integer in the configuration (heads, sequence length), which keeps
  * each size factor within 32 bits. NOTE: the RoPE tables cover the whole configured
  * context, so a model configured for more than 2^20 positions is rejected. */
 #define LLAMA_MAX_CONFIG_VALUE (1u << 20)
-
-typedef struct {
-	const float *attention_norm, *wq, *wk, *wv, *wo;
-	const float *ffn_norm, *w1, *w2, *w3;
-} llama_layer;
-
-struct eval_llama {
-	uint32_t dim, hidden_dim, n_layers, n_heads, n_kv_heads, head_size, kv_dim;
-	uint32_t vocab_size, max_seq_len;
-	const float *embedding, *final_norm, *classifier;
-	llama_layer *layers;
-	float *rope_cos, *rope_sin; /* [max_seq_len][head_size / 2] */
-};
-
-struct eval_llama_state {
-	const eval_llama *llama;
-	uint32_t pos;
-	uint32_t positions; /* KV cache length */
-	float *x, *xb, *xb2, *q, *k, *v, *hb, *hb2, *scores, *logits;
-	/* [n_layers][n_kv_heads][max_seq_len][head_size], so each head's keys are contiguous rows */
-	float *key_cache, *value_cache;
-};
 
 /* Reads a positive integer field of the configuration. An absent field takes `fallback`,
  * unless that is 0, which makes the field required. */
@@ -297,203 +273,4 @@ uint32_t eval_llama_vocab_size(const eval_llama *llama)
 uint32_t eval_llama_max_seq_len(const eval_llama *llama)
 {
 	return llama->max_seq_len;
-}
-
-static float *alloc_floats(size_t a, size_t b, int *failed)
-{
-	size_t n;
-	if (eval_mul_size(a, b, &n) != 0 || eval_mul_size(n, sizeof(float), &n) != 0) {
-		*failed = 1;
-		return NULL;
-	}
-	float *p = calloc(1, n);
-	if (!p)
-		*failed = 1;
-	return p;
-}
-
-uc_status eval_llama_state_new(const eval_llama *llama, uint32_t positions,
-			       eval_llama_state **out, uc_error *err)
-{
-	eval_llama_state *state = calloc(1, sizeof *state);
-	if (!state) {
-		*out = NULL;
-		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a model state");
-	}
-	assert(positions > 0);
-	assert(positions <= llama->max_seq_len);
-	state->llama = llama;
-	state->positions = positions;
-	int failed = 0;
-	size_t cache_rows = (size_t)llama->n_layers * positions;
-	state->x = alloc_floats(llama->dim, 1, &failed);
-	state->xb = alloc_floats(llama->dim, 1, &failed);
-	state->xb2 = alloc_floats(llama->dim, 1, &failed);
-	state->q = alloc_floats(llama->dim, 1, &failed);
-	state->k = alloc_floats(llama->kv_dim, 1, &failed);
-	state->v = alloc_floats(llama->kv_dim, 1, &failed);
-	state->hb = alloc_floats(llama->hidden_dim, 1, &failed);
-	state->hb2 = alloc_floats(llama->hidden_dim, 1, &failed);
-	state->scores = alloc_floats(positions, 1, &failed);
-	state->logits = alloc_floats(llama->vocab_size, 1, &failed);
-	state->key_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
-	state->value_cache = alloc_floats(cache_rows, llama->kv_dim, &failed);
-	if (failed) {
-		eval_llama_state_free(state);
-		*out = NULL;
-		return eval_fail(err, UC_ERR_NOMEM, "out of memory for a KV cache of %u positions",
-				 positions);
-	}
-	*out = state;
-	return UC_OK;
-}
-
-void eval_llama_state_free(eval_llama_state *state)
-{
-	if (!state)
-		return;
-	free(state->x);
-	free(state->xb);
-	free(state->xb2);
-	free(state->q);
-	free(state->k);
-	free(state->v);
-	free(state->hb);
-	free(state->hb2);
-	free(state->scores);
-	free(state->logits);
-	free(state->key_cache);
-	free(state->value_cache);
-	free(state);
-}
-
-void eval_llama_state_reset(eval_llama_state *state)
-{
-	/* Cache rows at or after pos are written before they are read, so they need no clearing. */
-	state->pos = 0;
-}
-
-/* Rotates the pairs (2i, 2i + 1) of every head in `v` (n values) by the angles of `pos`. */
-static void apply_rope(const eval_llama *llama, float *v, uint32_t n, uint32_t pos)
-{
-	uint32_t half = llama->head_size / 2;
-	const float *cos_row = llama->rope_cos + (size_t)pos * half;
-	const float *sin_row = llama->rope_sin + (size_t)pos * half;
-	for (uint32_t i = 0; i < n; i += 2) {
-		uint32_t pair = (i % llama->head_size) / 2;
-		float a = v[i], b = v[i + 1];
-		v[i] = a * cos_row[pair] - b * sin_row[pair];
-		v[i + 1] = a * sin_row[pair] + b * cos_row[pair];
-	}
-}
-
-static void softmax(float *x, uint32_t n)
-{
-	float max = x[0];
-	for (uint32_t i = 1; i < n; i++)
-		if (x[i] > max)
-			max = x[i];
-	float sum = 0.0f;
-	for (uint32_t i = 0; i < n; i++) {
-		x[i] = expf(x[i] - max);
-		sum += x[i];
-	}
-	for (uint32_t i = 0; i < n; i++)
-		x[i] /= sum;
-}
-
-/* Returns the cache row of (layer, KV head, position). */
-static size_t cache_row(const eval_llama_state *state, uint32_t layer, uint32_t kv_head,
-			uint32_t pos)
-{
-	const eval_llama *llama = state->llama;
-	size_t head_index = (size_t)layer * llama->n_kv_heads + kv_head;
-	return (head_index * state->positions + pos) * llama->head_size;
-}
-
-/* Stores this position's keys and values (state->k, state->v) in the cache. */
-static void store_kv(eval_llama_state *state, uint32_t layer)
-{
-	const eval_llama *llama = state->llama;
-	size_t bytes = llama->head_size * sizeof(float);
-	for (uint32_t h = 0; h < llama->n_kv_heads; h++) {
-		size_t row = cache_row(state, layer, h, state->pos);
-		memcpy(state->key_cache + row, state->k + (size_t)h * llama->head_size, bytes);
-		memcpy(state->value_cache + row, state->v + (size_t)h * llama->head_size, bytes);
-	}
-}
-
-/* Computes the multi-head attention of state->q over positions 0..pos into state->xb. */
-static void attend(eval_llama_state *state, uint32_t layer)
-{
-	const eval_llama *llama = state->llama;
-	uint32_t group = llama->n_heads / llama->n_kv_heads;
-	uint32_t positions = state->pos + 1;
-	float scale = 1.0f / sqrtf((float)llama->head_size);
-
-	for (uint32_t h = 0; h < llama->n_heads; h++) {
-		const float *q = state->q + (size_t)h * llama->head_size;
-		size_t first_row = cache_row(state, layer, h / group, 0);
-		eval_matvec(state->scores, state->key_cache + first_row, q, positions,
-			    llama->head_size);
-		for (uint32_t t = 0; t < positions; t++)
-			state->scores[t] *= scale;
-		softmax(state->scores, positions);
-
-		float *out = state->xb + (size_t)h * llama->head_size;
-		memset(out, 0, llama->head_size * sizeof(float));
-		for (uint32_t t = 0; t < positions; t++) {
-			const float *v = state->value_cache + first_row + (size_t)t * llama->head_size;
-			float weight = state->scores[t];
-			for (uint32_t i = 0; i < llama->head_size; i++)
-				out[i] += weight * v[i];
-		}
-	}
-}
-
-static void feed_forward(eval_llama_state *state, const llama_layer *layer)
-{
-	const eval_llama *llama = state->llama;
-	eval_rmsnorm(state->xb, state->x, layer->ffn_norm, llama->dim, LLAMA_NORM_EPS);
-	eval_matvec(state->hb, layer->w1, state->xb, llama->hidden_dim, llama->dim);
-	eval_matvec(state->hb2, layer->w3, state->xb, llama->hidden_dim, llama->dim);
-	for (uint32_t i = 0; i < llama->hidden_dim; i++) {
-		float gate = state->hb[i];
-		state->hb[i] = gate / (1.0f + expf(-gate)) * state->hb2[i];
-	}
-	eval_matvec(state->xb, layer->w2, state->hb, llama->dim, llama->hidden_dim);
-	for (uint32_t i = 0; i < llama->dim; i++)
-		state->x[i] += state->xb[i];
-}
-
-const float *eval_llama_step(eval_llama_state *state, uint32_t token)
-{
-	const eval_llama *llama = state->llama;
-	uint32_t pos = state->pos;
-	assert(token < llama->vocab_size);
-	assert(pos < state->positions);
-	memcpy(state->x, llama->embedding + (size_t)token * llama->dim, llama->dim * sizeof(float));
-
-	for (uint32_t l = 0; l < llama->n_layers; l++) {
-		const llama_layer *layer = &llama->layers[l];
-		eval_rmsnorm(state->xb, state->x, layer->attention_norm, llama->dim, LLAMA_NORM_EPS);
-		eval_matvec(state->q, layer->wq, state->xb, llama->dim, llama->dim);
-		eval_matvec(state->k, layer->wk, state->xb, llama->kv_dim, llama->dim);
-		eval_matvec(state->v, layer->wv, state->xb, llama->kv_dim, llama->dim);
-		apply_rope(llama, state->q, llama->dim, pos);
-		apply_rope(llama, state->k, llama->kv_dim, pos);
-		store_kv(state, l);
-
-		attend(state, l);
-		eval_matvec(state->xb2, layer->wo, state->xb, llama->dim, llama->dim);
-		for (uint32_t i = 0; i < llama->dim; i++)
-			state->x[i] += state->xb2[i];
-
-		feed_forward(state, layer);
-	}
-
-	eval_rmsnorm(state->x, state->x, llama->final_norm, llama->dim, LLAMA_NORM_EPS);
-	eval_matvec(state->logits, llama->classifier, state->x, llama->vocab_size, llama->dim);
-	state->pos++;
-	return state->logits;
 }

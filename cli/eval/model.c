@@ -3,6 +3,7 @@
 
 #include "model.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 #include "util.h"
@@ -147,6 +148,35 @@ void eval_state_reset(eval_state *state)
 		eval_llama_state_reset(state->llama);
 	else
 		eval_rwkv_state_reset(state->rwkv);
+}
+
+static uc_status score_rwkv_run(const eval_rwkv *rwkv, const uint32_t *tokens, size_t count,
+				size_t score_from, double *nll, uc_error *err)
+{
+	eval_rwkv_state *state = NULL;
+	uc_status rc = eval_rwkv_state_new(rwkv, &state, err);
+	if (rc != UC_OK)
+		return rc;
+	uint32_t vocab = eval_rwkv_vocab_size(rwkv);
+	for (size_t pos = 0; pos < count; pos++) {
+		const float *logits = eval_rwkv_step(state, tokens[pos]);
+		if (pos >= score_from)
+			nll[pos - score_from] = eval_negative_log_likelihood(logits, vocab,
+									     tokens[pos + 1]);
+	}
+	eval_rwkv_state_free(state);
+	return UC_OK;
+}
+
+uc_status eval_model_score_run(const eval_model *model, const uint32_t *tokens, size_t count,
+			       size_t score_from, unsigned threads, double *nll, uc_error *err)
+{
+	assert(score_from < count);
+	if (model->rwkv)
+		return score_rwkv_run(model->rwkv, tokens, count, score_from, nll, err);
+	assert(count <= eval_llama_max_seq_len(model->llama));
+	return eval_llama_score_run(model->llama, tokens, (uint32_t)count, (uint32_t)score_from,
+				    threads, nll, err);
 }
 
 const float *eval_state_step(eval_state *state, uint32_t token)

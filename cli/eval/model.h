@@ -11,6 +11,8 @@ void eval_matvec(float *out, const float *w, const float *x, uint32_t rows, uint
 void eval_rmsnorm(float *out, const float *x, const float *weight, uint32_t n, float eps);
 void eval_layernorm(float *out, const float *x, const float *weight, const float *bias,
 		    uint32_t n, float eps);
+/* Returns -log softmax(logits)[target], computed in double. */
+double eval_negative_log_likelihood(const float *logits, uint32_t vocab, uint32_t target);
 
 /* Returns the tensor `name` of `weights` as a float pointer after checking that its shape
  * is exactly `ndim` dimensions `dims`. Missing or misshapen tensors are UC_ERR_FORMAT
@@ -30,6 +32,10 @@ uc_status eval_llama_state_new(const eval_llama *llama, uint32_t positions,
 void eval_llama_state_free(eval_llama_state *state);
 void eval_llama_state_reset(eval_llama_state *state);
 const float *eval_llama_step(eval_llama_state *state, uint32_t token);
+/* Scores one run from an empty cache: see eval_model_score_run. The caller guarantees
+ * 0 < count <= the maximum sequence length and score_from < count. */
+uc_status eval_llama_score_run(const eval_llama *llama, const uint32_t *tokens, uint32_t count,
+			       uint32_t score_from, unsigned threads, double *nll, uc_error *err);
 
 typedef struct eval_rwkv eval_rwkv;
 typedef struct eval_rwkv_state eval_rwkv_state;

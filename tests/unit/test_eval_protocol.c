@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "eval.h"
+#include "model.h"
 #include "testutil.h"
 
 static size_t scored_predictions(const eval_window *windows, size_t count)
@@ -214,6 +215,37 @@ START_TEST(score_thread_count_invariant)
 }
 END_TEST
 
+/* One Llama document, fewer runs than threads: the positions of the run are split among
+ * the threads. The sum must equal the step-by-step one bit for bit. */
+START_TEST(score_split_positions_match_steps)
+{
+	uc_error err;
+	eval_model *model = load_model("stories260K.safetensors");
+	eval_token_set set;
+	make_document(&set, 300);
+
+	eval_state *state = NULL;
+	ck_assert_int_eq(eval_state_new(model, 0, &state, &err), UC_OK);
+	double expected = 0.0;
+	for (size_t pos = 0; pos + 1 < 300; pos++) {
+		const float *logits = eval_state_step(state, set.tokens[0][pos]);
+		expected += eval_negative_log_likelihood(logits, 512, set.tokens[0][pos + 1]);
+	}
+	eval_state_free(state);
+
+	for (unsigned threads = 1; threads <= 3; threads++) {
+		eval_score score;
+		eval_options options = {.threads = threads};
+		ck_assert_int_eq(eval_score_tokens(model, &set, &options, &score, &err), UC_OK);
+		ck_assert_uint_eq(score.scored, 299);
+		ck_assert_msg(score.nll_sum == expected, "%u threads: %.12f, steps: %.12f", threads,
+			      score.nll_sum, expected);
+	}
+	eval_token_set_free(&set);
+	eval_model_free(model);
+}
+END_TEST
+
 static eval_record sample_record(void)
 {
 	eval_record record;
@@ -402,6 +434,7 @@ int main(void)
 	tcase_add_test(score, score_truncates_to_max_seq_len);
 	tcase_add_test(score, score_rejects_bad_options);
 	tcase_add_test(score, score_thread_count_invariant);
+	tcase_add_test(score, score_split_positions_match_steps);
 	suite_add_tcase(suite, score);
 
 	TCase *record = tcase_create("record");
