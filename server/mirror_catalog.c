@@ -261,6 +261,21 @@ static int link_blobs(sqlite3 *db, int64_t version_id, const uc_manifest *m)
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
+static int insert_done_job(sqlite3 *db, int64_t version_id, double seconds)
+{
+	sqlite3_stmt *stmt = reg_db_prepare(db,
+		"INSERT INTO jobs (version_id, state, attempts, verify_seconds, created_at, updated_at)"
+		" VALUES (?1, 'done', 1, ?2, ?3, ?3)");
+	if (!stmt)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, version_id);
+	sqlite3_bind_double(stmt, 2, seconds);
+	sqlite3_bind_int64(stmt, 3, reg_now());
+	int rc = sqlite3_step(stmt);
+	sqlite3_finalize(stmt);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int reg_mirror_publish(sqlite3 *db, const reg_mirror_version *v)
 {
 	int64_t pack_id, version_id;
@@ -269,6 +284,7 @@ int reg_mirror_publish(sqlite3 *db, const reg_mirror_version *v)
 		return -1;
 	if ((pack_id = ensure_pack(db, v)) < 0 || insert_version(db, v, pack_id, &version_id) != 0 ||
 	    link_blobs(db, version_id, v->parsed) != 0 ||
+	    insert_done_job(db, version_id, v->verify_seconds) != 0 ||
 	    reg_db_append_event(db, "publish", v->slug, v->version, v->digest) != SQLITE_OK ||
 	    reg_db_append_event(db, "verify", v->slug, v->version, "verified") != SQLITE_OK ||
 	    (v->yank_reason &&

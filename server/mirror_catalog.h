@@ -53,12 +53,14 @@ typedef struct {
 	const char *digest;    /* hex SHA-256 of `manifest` */
 	const uc_manifest *parsed;
 	const char *report_json;
+	double verify_seconds;
 	const char *yank_reason; /* NULL when not yanked upstream */
 	int64_t owner_token;
 } reg_mirror_version;
 
-/* Inserts the pack when new, the version as verified with its report, its blob links and
- * the publish, verify (and yank) events. Returns 0 or -1 (logged). */
+/* Inserts the pack when new, the version as verified with its report, its blob links, a
+ * finished job row for the local verification (the version API shows the report through
+ * it) and the publish, verify (and yank) events. Returns 0 or -1 (logged). */
 int reg_mirror_publish(sqlite3 *db, const reg_mirror_version *v);
 
 int reg_mirror_yank(sqlite3 *db, const char *slug, const char *version, const char *reason);

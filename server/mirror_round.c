@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blobs.h"
@@ -417,11 +418,17 @@ static void verify_and_publish(struct round *r, struct entry *e)
 	uc_report *report = NULL;
 	uc_error err;
 
+	struct timespec start, end;
+
 	uc_verify_options_init(&options);
 	options.threads = 1;
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	uc_status status = uc_verify_manifest(e->manifest, e->manifest_len, reg_state.blob_dir,
 					      &options, &report, &err);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	double seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
 	atomic_fetch_add(&reg_state.verify_runs, 1);
+	atomic_fetch_add(&reg_state.verify_microseconds, (uint64_t)(seconds * 1e6));
 	if (status != UC_OK) {
 		refuse(r, e, "version", 1, "verification could not run: %s", err.message);
 		return;
@@ -439,7 +446,7 @@ static void verify_and_publish(struct round *r, struct entry *e)
 	reg_mirror_version v = {
 		.slug = e->slug, .version = e->version, .manifest = e->manifest,
 		.manifest_len = e->manifest_len, .digest = upstream_string(e, "manifest_sha256"),
-		.parsed = e->parsed, .report_json = report_json,
+		.parsed = e->parsed, .report_json = report_json, .verify_seconds = seconds,
 		.yank_reason = yanked ? (e->yank_reason ? e->yank_reason : "yanked upstream") : NULL,
 		.owner_token = r->ctx->owner_token,
 	};

@@ -54,7 +54,8 @@ SERVER_TESTS = \
 	tests/server/test_evaluations.py \
 	tests/server/test_uploads.py \
 	tests/server/test_deploy.py \
-	tests/server/test_api_docs.py
+	tests/server/test_api_docs.py \
+	tests/server/test_mirror.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3
