@@ -24,6 +24,7 @@ int uc_cmd_unpack(int argc, char **argv);
 int uc_cmd_eval(int argc, char **argv); /* cli/eval/eval_cmd.c */
 int uc_cmd_push(int argc, char **argv);
 int uc_cmd_pull(int argc, char **argv);
+int uc_cmd_mirror(int argc, char **argv);
 
 /* Prints "uc VERB: MESSAGE" to stderr. */
 void cli_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -19,6 +19,7 @@ static const struct verb verbs[] = {
 	{ "unpack", uc_cmd_unpack, "rebuild a pack's weights into a safetensors file" },
 	{ "push", uc_cmd_push, "upload a pack to a registry and wait for its verification" },
 	{ "pull", uc_cmd_pull, "download a pack from a registry and verify it before use" },
+	{ "mirror", uc_cmd_mirror, "copy a registry's verified packs into a plain directory tree" },
 	{ "eval", uc_cmd_eval, "measure perplexity of source weights and of a pack" },
 };
 

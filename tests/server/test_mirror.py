@@ -376,5 +376,73 @@ class SignedStubTest(unittest.TestCase):
         self.assertIsNone(status["last_sync_at"])
 
 
+UC = os.path.join(regtest.BUILD_DIR, "cli", "uc")
+
+
+class UcMirrorTest(MirrorTest):
+    """uc mirror URL DIR: a plain tree of verified packs."""
+
+    def uc_mirror(self, url=None):
+        out = os.path.join(self.upstream.dir, "tree")
+        result = subprocess.run([UC, "mirror", url or "http://127.0.0.1:%d" % self.upstream.port,
+                                 out, "--key", self.key_file, "--threads", "1"],
+                                capture_output=True, text=True, timeout=60)
+        return out, result
+
+    def test_full_sync_tree(self):
+        self.publish("1.0")
+        self.publish("1.0", self.rwkv, slug="rwkv")
+        out, result = self.uc_mirror()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for slug, (manifest, shards) in (("stories", self.stories), ("rwkv", self.rwkv)):
+            pack = os.path.join(out, "packs", slug, "1.0")
+            with open(os.path.join(pack, "manifest.json"), "rb") as f:
+                self.assertEqual(f.read(), manifest)
+            for digest, data in shards.items():
+                with open(os.path.join(pack, digest), "rb") as f:
+                    self.assertEqual(f.read(), data)
+        with open(os.path.join(out, "snapshot.json"), "rb") as f:
+            saved = json.loads(f.read())
+        self.assertEqual(len(saved["signed"]["versions"]), 2)
+        self.assertEqual(os.listdir(os.path.join(out, ".uc-mirror")), [])
+
+        response = self.upstream.request("DELETE", "/api/packs/rwkv/versions/1.0", token=self.admin)
+        self.assertEqual(response.status, 200, response.body)
+        out, result = self.uc_mirror()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "packs", "rwkv")))
+        self.assertTrue(os.path.exists(os.path.join(out, "packs", "stories", "1.0")))
+
+    def test_tampered_blob_refused(self):
+        self.publish("1.0")
+        self.publish("1.0", self.rwkv, slug="rwkv")
+        digest = next(iter(self.stories[1]))
+        with open(self.upstream.blob_path(digest), "r+b") as f:
+            f.seek(500)
+            byte = f.read(1)
+            f.seek(500)
+            f.write(bytes([byte[0] ^ 0x80]))
+        out, result = self.uc_mirror()
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("stories@1.0 refused", result.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "packs", "stories", "1.0")))
+        self.assertTrue(os.path.exists(os.path.join(out, "packs", "rwkv", "1.0", "manifest.json")))
+        self.assertFalse(os.path.exists(os.path.join(out, "snapshot.json")))
+
+    def test_older_snapshot_refused(self):
+        self.publish("1.0")
+        stale = self.upstream.request("GET", "/api/snapshot").body
+        self.publish("1.1", self.rwkv)
+        out, result = self.uc_mirror()
+        self.assertEqual(result.returncode, 0, result.stderr)
+        stub = Stub(self.upstream.port)
+        self.addCleanup(stub.close)
+        stub.overrides["/api/snapshot"] = stale
+        out, result = self.uc_mirror(stub.url)
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertIn("older than the last accepted serial", result.stderr)
+        self.assertTrue(os.path.exists(os.path.join(out, "packs", "stories", "1.1")))
+
+
 if __name__ == "__main__":
     regtest.main()
