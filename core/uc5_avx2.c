@@ -1,7 +1,13 @@
 /* AVX2 + F16C reconstruction kernel. Compiled with -mavx2 -mf16c and run only when the
  * dispatcher has found both on the CPU and YMM state saved by the OS. Results equal the
- * scalar reference byte for byte: separate multiply and subtract in binary32, bf16 by the
- * same integer rounding, f16 by vcvtps2ph with round-to-nearest-even. */
+ * scalar reference byte for byte: separate multiply and subtract in binary32 (the build
+ * passes -ffp-contract=off and no -mfma, so they are never fused), bf16 by a rounding
+ * that equals the reference's integer round-to-nearest-even, f16 by vcvtps2ph with
+ * round-to-nearest-even.
+ *
+ * Each 64-weight chunk of a block is first turned into 5-bit values, one byte per weight,
+ * in a small aligned buffer; vpmovzxbd then widens 8 of them at a time straight from that
+ * buffer, which costs fewer instructions than extracting and shifting register halves. */
 #include "internal.h"
 
 #include <immintrin.h>
@@ -10,61 +16,97 @@
 
 #define UC_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Rounds 8 floats to bf16 with (u + 0x7FFF + ((u >> 16) & 1)) >> 16, leaving the result in
- * the low half of each 32-bit lane. */
-UC_ALWAYS_INLINE __m256i round_bf16(__m256 value)
+/* Computes dl[j] = f16(d) * sc[j] and ml[j] = f16(dmin) * m[j] for the 8 sub-blocks, the
+ * same binary32 products as ucp_uc5_block_factors. vcvtph2ps converts every finite fp16,
+ * subnormals included, exactly. */
+UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS],
+				    float ml[UC5_SUBBLOCKS])
 {
-	__m256i u = _mm256_castps_si256(value);
-	__m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
-	u = _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7FFF)));
-	return _mm256_srli_epi32(u, 16);
+	/* The 12 scale bytes hold eight 6-bit sub-scales and eight 6-bit sub-mins. Bytes 0-3
+	 * carry sc[0..3] in bits 0-5, bytes 4-7 carry m[0..3], bytes 8-11 carry the low four
+	 * bits of sc[4..7] and m[4..7], and bits 6-7 of bytes 0-7 carry their high two bits. */
+	const uint8_t *scales = block + UC5_OFFSET_SCALES;
+	uint32_t low = ucp_load_le32(scales), mid = ucp_load_le32(scales + 4);
+	uint32_t high = ucp_load_le32(scales + 8);
+	uint64_t sc = (low & 0x3F3F3F3Fu) |
+		      (uint64_t)((high & 0x0F0F0F0Fu) | ((low >> 2) & 0x30303030u)) << 32;
+	uint64_t m = (mid & 0x3F3F3F3Fu) |
+		     (uint64_t)(((high >> 4) & 0x0F0F0F0Fu) | ((mid >> 2) & 0x30303030u)) << 32;
+
+	__m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ucp_load_le32(block + UC5_OFFSET_D)));
+	__m256 d = _mm256_broadcastss_ps(d_dmin);
+	__m256 dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
+	__m256 sc_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+	__m256 m_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
+	_mm256_storeu_ps(dl, _mm256_mul_ps(d, sc_f));
+	_mm256_storeu_ps(ml, _mm256_mul_ps(dmin, m_f));
+	/* Hide the stored values from the optimiser, so that each sub-block broadcasts its
+	 * factors with a load (vbroadcastss) instead of two shuffles of the register. */
+	__asm__("" : "+m"(*(float(*)[UC5_SUBBLOCKS])dl), "+m"(*(float(*)[UC5_SUBBLOCKS])ml));
 }
 
-/* Reconstructs 8 weights from 8 quantised bytes in the low half of `q8`. */
-UC_ALWAYS_INLINE __m256 dequant8(__m128i q8, __m256 dl, __m256 ml)
+/* Returns the fifth bit of q for sub-block `bit` (0..7): 16 in each byte whose bit `bit` is
+ * set in `qh`, else 0. The 16-bit shift moves bit `bit` of every byte to bit 4 of the same
+ * byte; bits that cross into a neighbouring byte land outside bit 4 and are masked off. */
+UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
 {
-	__m256 q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q8));
-	return _mm256_sub_ps(_mm256_mul_ps(q, dl), ml);
+	__m256i moved = qh;
+	if (bit < 4)
+		moved = _mm256_slli_epi16(qh, 4 - bit);
+	else if (bit > 4)
+		moved = _mm256_srli_epi16(qh, bit - 4);
+	return _mm256_and_si256(moved, _mm256_set1_epi8(16));
 }
 
-/* Writes the 32 weights of one sub-block, quantised values in `q`, as `dtype`. */
-UC_ALWAYS_INLINE void emit_subblock(__m256i q, float dl_scalar, float ml_scalar, uc_dtype dtype,
-				    uint8_t *out)
+/* Reconstructs 8 weights from the 8 quantised bytes at `q`. */
+UC_ALWAYS_INLINE __m256 dequant8(const uint8_t *q, __m256 dl, __m256 ml)
+{
+	__m128i bytes = _mm_loadl_epi64((const __m128i *)q);
+	__m256 value = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+	return _mm256_sub_ps(_mm256_mul_ps(value, dl), ml);
+}
+
+/* Rounds 8 finite floats to bf16 precision, leaving the bf16 in the high half of each lane
+ * and zeros in the low half. This is Veltkamp's splitting with C = 2^16 + 1: for every
+ * normal binary32 of magnitude below 2^100 it equals the reference's integer rounding
+ * (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000, which an exhaustive comparison over all
+ * such inputs confirmed, and it maps +0 and -0 to themselves. Reconstructed weights are
+ * zero or of magnitude between 2^-24 and 2^28, because d * sc * q and dmin * m are exact
+ * multiples of 2^-24, so they are never subnormal and t never overflows. */
+UC_ALWAYS_INLINE __m256 round_bf16(__m256 value)
+{
+	__m256 t = _mm256_mul_ps(value, _mm256_set1_ps(65537.0f));
+	return _mm256_sub_ps(t, _mm256_sub_ps(t, value));
+}
+
+/* Writes the 32 weights of one sub-block, whose quantised bytes are at `q`, as `dtype`.
+ * For bf16 each 16-byte half of `q` holds the even-indexed weights of its 16 first, then
+ * the odd ones, so that one shift and one OR interleave two rounded vectors into 16
+ * consecutive bf16 values. */
+UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_scalar,
+				    uc_dtype dtype, uint8_t *out)
 {
 	__m256 dl = _mm256_set1_ps(dl_scalar);
 	__m256 ml = _mm256_set1_ps(ml_scalar);
-	__m128i low = _mm256_castsi256_si128(q);
-	__m128i high = _mm256_extracti128_si256(q, 1);
-	__m256 w0 = dequant8(low, dl, ml);
-	__m256 w1 = dequant8(_mm_srli_si128(low, 8), dl, ml);
-	__m256 w2 = dequant8(high, dl, ml);
-	__m256 w3 = dequant8(_mm_srli_si128(high, 8), dl, ml);
 
-	if (dtype == UC_DTYPE_F32) {
-		_mm256_storeu_ps((float *)out, w0);
-		_mm256_storeu_ps((float *)out + 8, w1);
-		_mm256_storeu_ps((float *)out + 16, w2);
-		_mm256_storeu_ps((float *)out + 24, w3);
-	} else if (dtype == UC_DTYPE_F16) {
-		_mm_storeu_si128((__m128i *)out, _mm256_cvtps_ph(w0, _MM_FROUND_TO_NEAREST_INT));
-		_mm_storeu_si128((__m128i *)out + 1, _mm256_cvtps_ph(w1, _MM_FROUND_TO_NEAREST_INT));
-		_mm_storeu_si128((__m128i *)out + 2, _mm256_cvtps_ph(w2, _MM_FROUND_TO_NEAREST_INT));
-		_mm_storeu_si128((__m128i *)out + 3, _mm256_cvtps_ph(w3, _MM_FROUND_TO_NEAREST_INT));
-	} else {
-		/* packus works per 128-bit lane, so restore element order with a 64-bit permute. */
-		__m256i p01 = _mm256_packus_epi32(round_bf16(w0), round_bf16(w1));
-		__m256i p23 = _mm256_packus_epi32(round_bf16(w2), round_bf16(w3));
-		_mm256_storeu_si256((__m256i *)out, _mm256_permute4x64_epi64(p01, 0xD8));
-		_mm256_storeu_si256((__m256i *)out + 1, _mm256_permute4x64_epi64(p23, 0xD8));
+	if (dtype == UC_DTYPE_BF16) {
+#pragma GCC unroll 2
+		for (int half = 0; half < 2; half++) {
+			__m256i even = _mm256_castps_si256(round_bf16(dequant8(q + 16 * half, dl, ml)));
+			__m256i odd = _mm256_castps_si256(round_bf16(dequant8(q + 16 * half + 8, dl, ml)));
+			__m256i packed = _mm256_or_si256(_mm256_srli_epi32(even, 16), odd);
+			_mm256_storeu_si256((__m256i *)out + half, packed);
+		}
+		return;
 	}
-}
-
-/* Returns 16 in each byte whose `bit` is set in `qh`, else 0: the fifth bit of q. */
-UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
-{
-	__m256i mask = _mm256_set1_epi8((char)(1 << bit));
-	__m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(qh, mask), mask);
-	return _mm256_and_si256(set, _mm256_set1_epi8(16));
+#pragma GCC unroll 4
+	for (int i = 0; i < 4; i++) {
+		__m256 w = dequant8(q + 8 * i, dl, ml);
+		if (dtype == UC_DTYPE_F32)
+			_mm256_storeu_ps((float *)out + 8 * i, w);
+		else
+			_mm_storeu_si128((__m128i *)out + i, _mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT));
+	}
 }
 
 UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dtype dtype,
@@ -72,21 +114,42 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 {
 	size_t element = dtype == UC_DTYPE_F32 ? 4 : 2;
 	const __m256i nibble = _mm256_set1_epi8(15);
+	/* Within each 16-byte lane: even-indexed bytes first, then odd ones (bf16 only). */
+	const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+						  0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+	_Alignas(32) uint8_t q[2][32];
 
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
-		float dl[UC5_SUBBLOCKS], ml[UC5_SUBBLOCKS];
-		ucp_uc5_block_factors(block, dl, ml);
+		/* Callers decode a tensor window by window in order, and uc5_decode reads every
+		 * block's scales before it runs this kernel, so fetch the blocks one window
+		 * ahead into L2 now. A prefetch never faults, even past the end of a mapping. */
+		const char *ahead = (const char *)block + nblocks * UC5_BLOCK_BYTES;
+		_mm_prefetch(ahead, _MM_HINT_T1);
+		_mm_prefetch(ahead + 64, _MM_HINT_T1);
+		_mm_prefetch(ahead + 128, _MM_HINT_T1);
+		_Alignas(32) float dl[UC5_SUBBLOCKS], ml[UC5_SUBBLOCKS];
+		block_factors(block, dl, ml);
 
 		__m256i qh = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QH));
+		if (dtype == UC_DTYPE_BF16)
+			qh = _mm256_shuffle_epi8(qh, even_odd);
 		uint8_t *block_out = out + b * UC5_BLOCK_WEIGHTS * element;
+
+#pragma GCC unroll 4
 		for (int c = 0; c < 4; c++) {
 			__m256i qs = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QS + 32 * c));
-			__m256i q0 = _mm256_or_si256(_mm256_and_si256(qs, nibble), fifth_bits(qh, 2 * c));
-			__m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble),
-						     fifth_bits(qh, 2 * c + 1));
-			emit_subblock(q0, dl[2 * c], ml[2 * c], dtype, block_out + 64 * c * element);
-			emit_subblock(q1, dl[2 * c + 1], ml[2 * c + 1], dtype,
+			if (dtype == UC_DTYPE_BF16)
+				qs = _mm256_shuffle_epi8(qs, even_odd);
+			__m256i low = _mm256_and_si256(qs, nibble);
+			__m256i high = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
+			_mm256_store_si256((__m256i *)q[0], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
+			_mm256_store_si256((__m256i *)q[1], _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
+			/* Keep the loads in dequant8: forwarded from the stores, they cost less than
+			 * the register shuffles the optimiser would otherwise substitute. */
+			__asm__("" : "+m"(q));
+			emit_subblock(q[0], dl[2 * c], ml[2 * c], dtype, block_out + 64 * c * element);
+			emit_subblock(q[1], dl[2 * c + 1], ml[2 * c + 1], dtype,
 				      block_out + (64 * c + 32) * element);
 		}
 	}
