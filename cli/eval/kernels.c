@@ -14,8 +14,19 @@
 #define MATVEC_LANES 8
 
 /* On x86-64 the loader picks an AVX2 build when the CPU has it: the same eight lanes in one
- * register instead of two, the same operations in the same order (no FMA), so the same bits. */
-#if defined(__x86_64__)
+ * register instead of two, the same operations in the same order (no FMA), so the same bits.
+ * ThreadSanitizer builds go without, because the clone resolver then runs instrumented
+ * before the sanitizer's runtime starts and crashes. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define EVAL_THREAD_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define EVAL_THREAD_SANITIZER 1
+#endif
+
+#if defined(__x86_64__) && !defined(EVAL_THREAD_SANITIZER)
 #define MATVEC_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MATVEC_CLONES
