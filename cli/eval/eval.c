@@ -284,7 +284,7 @@ static double now_seconds(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Runs every item on `workers` threads. With fewer runs than threads, a Llama model
+/* Runs every item on `threads` threads. With fewer runs than threads, a Llama model
  * takes the runs one at a time and splits each run's positions among the threads. */
 static uc_status run_items(score_job *job, unsigned threads, uc_error *err)
 {

@@ -341,7 +341,8 @@ static void run_all(batch_worker *workers, llama_batch *batch)
 uc_status eval_llama_score_run(const eval_llama *llama, const uint32_t *tokens, uint32_t count,
 			       uint32_t score_from, unsigned threads, double *nll, uc_error *err)
 {
-	assert(count > 0 && count <= llama->max_seq_len);
+	assert(count > 0);
+	assert(count <= llama->max_seq_len);
 	assert(score_from < count);
 	if (threads == 0 || threads > EVAL_MAX_THREADS)
 		threads = threads ? EVAL_MAX_THREADS : 1;

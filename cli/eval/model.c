@@ -1,4 +1,4 @@
-/* Chooses the forward pass for a weight set and hands states to it. */
+/* Chooses the forward pass for a weight set, and creates states and scores runs with it. */
 #include "config.h"
 
 #include "model.h"
