@@ -19,13 +19,15 @@ UC_ALWAYS_INLINE __m512 dequant16(__m128i q16, __m512 dl, __m512 ml)
 	return _mm512_sub_ps(_mm512_mul_ps(q, dl), ml);
 }
 
-/* Rounds 16 floats to bf16 with (u + 0x7FFF + ((u >> 16) & 1)) >> 16 and narrows them. */
+/* Rounds 16 floats to bf16 and narrows them. Veltkamp's splitting with C = 2^16 + 1 equals
+ * the reference's integer rounding (u + 0x7FFF + ((u >> 16) & 1)) >> 16 for +0, -0 and
+ * every normal binary32 below 2^100 in magnitude, and reconstructed weights are zero or
+ * between 2^-24 and 2^28 in magnitude (see uc5_avx2.c, which uses the same rounding). */
 UC_ALWAYS_INLINE __m256i round_bf16(__m512 value)
 {
-	__m512i u = _mm512_castps_si512(value);
-	__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-	u = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-	return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
+	__m512 t = _mm512_mul_ps(value, _mm512_set1_ps(65537.0f));
+	__m512 rounded = _mm512_sub_ps(t, _mm512_sub_ps(t, value));
+	return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rounded), 16));
 }
 
 UC_ALWAYS_INLINE void store16(__m512 w, uc_dtype dtype, uint8_t *out)
@@ -56,6 +58,29 @@ UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
 	return _mm256_maskz_mov_epi8(set, _mm256_set1_epi8(16));
 }
 
+/* Computes dl[j] = f16(d) * sc[j] and ml[j] = f16(dmin) * m[j] for the 8 sub-blocks, the
+ * same binary32 products as ucp_uc5_block_factors (the layout of the 12 scale bytes is
+ * described there and in uc5_avx2.c). vcvtph2ps converts every finite fp16 exactly. */
+UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS],
+				    float ml[UC5_SUBBLOCKS])
+{
+	const uint8_t *scales = block + UC5_OFFSET_SCALES;
+	uint32_t low = ucp_load_le32(scales), mid = ucp_load_le32(scales + 4);
+	uint32_t high = ucp_load_le32(scales + 8);
+	uint64_t sc = (low & 0x3F3F3F3Fu) |
+		      (uint64_t)((high & 0x0F0F0F0Fu) | ((low >> 2) & 0x30303030u)) << 32;
+	uint64_t m = (mid & 0x3F3F3F3Fu) |
+		     (uint64_t)(((high >> 4) & 0x0F0F0F0Fu) | ((mid >> 2) & 0x30303030u)) << 32;
+
+	__m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ucp_load_le32(block + UC5_OFFSET_D)));
+	__m256 d = _mm256_broadcastss_ps(d_dmin);
+	__m256 dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
+	__m256 sc_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
+	__m256 m_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
+	_mm256_storeu_ps(dl, _mm256_mul_ps(d, sc_f));
+	_mm256_storeu_ps(ml, _mm256_mul_ps(dmin, m_f));
+}
+
 UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dtype dtype,
 				    uint8_t *out)
 {
@@ -64,8 +89,14 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
+		/* Fetch the blocks one window ahead into L2, for the scale check that uc5_decode
+		 * runs before the next window (see uc5_avx2.c). A prefetch never faults. */
+		const char *ahead = (const char *)block + nblocks * UC5_BLOCK_BYTES;
+		_mm_prefetch(ahead, _MM_HINT_T1);
+		_mm_prefetch(ahead + 64, _MM_HINT_T1);
+		_mm_prefetch(ahead + 128, _MM_HINT_T1);
 		float dl[UC5_SUBBLOCKS], ml[UC5_SUBBLOCKS];
-		ucp_uc5_block_factors(block, dl, ml);
+		block_factors(block, dl, ml);
 
 		__m256i qh = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QH));
 		uint8_t *block_out = out + b * UC5_BLOCK_WEIGHTS * element;
