@@ -1,6 +1,8 @@
 /* GET /api/packs: filters (family, comparator, text), sort and keyset cursor pagination.
- * The cursor is the hex encoding of "SORT|LAST_KEY|LAST_ID", so a page boundary stays put
- * when packs are added before it. */
+ * The cursor is the hex encoding of "SORT|vLAST_KEY|LAST_ID", or "SORT|n|LAST_ID" when the
+ * last row's key is NULL, so a page boundary stays put when packs are added before it.
+ * Rows whose key is NULL (no verified version, no evaluation) come after all others in
+ * both directions, ordered among themselves by id. */
 #include "config.h"
 
 #include <inttypes.h>
@@ -16,21 +18,33 @@
 #define LIST_DEFAULT_LIMIT 50
 #define LIST_MAX_LIMIT 500
 
-/* One accepted `sort` value: the SQL key, whether it is text, and the direction. */
+/* Type of a sort key, which decides how a cursor stores and binds it. */
+enum key_type { KEY_TEXT, KEY_INTEGER, KEY_REAL };
+
+/* One accepted `sort` value: the SQL key (columns of the list query), its type and the
+ * direction. */
 struct sort_key {
 	const char *name;
 	const char *sql;
-	int is_text;
+	enum key_type type;
 	int descending;
 };
 
 static const struct sort_key sort_keys[] = {
-	{ "slug", "p.slug", 1, 0 },
-	{ "-slug", "p.slug", 1, 1 },
-	{ "created", "p.created_at", 0, 0 },
-	{ "-created", "p.created_at", 0, 1 },
-	{ "parameters", "coalesce(l.parameters, -1)", 0, 0 },
-	{ "-parameters", "coalesce(l.parameters, -1)", 0, 1 },
+	{ "slug", "p.slug", KEY_TEXT, 0 },
+	{ "-slug", "p.slug", KEY_TEXT, 1 },
+	{ "family", "p.family", KEY_TEXT, 0 },
+	{ "-family", "p.family", KEY_TEXT, 1 },
+	{ "created", "p.created_at", KEY_INTEGER, 0 },
+	{ "-created", "p.created_at", KEY_INTEGER, 1 },
+	{ "updated", "updated_at", KEY_INTEGER, 0 },
+	{ "-updated", "updated_at", KEY_INTEGER, 1 },
+	{ "parameters", "l.parameters", KEY_INTEGER, 0 },
+	{ "-parameters", "l.parameters", KEY_INTEGER, 1 },
+	{ "bits_per_weight", "l.bits_per_weight", KEY_REAL, 0 },
+	{ "-bits_per_weight", "l.bits_per_weight", KEY_REAL, 1 },
+	{ "ratio", "ev.ratio", KEY_REAL, 0 },
+	{ "-ratio", "ev.ratio", KEY_REAL, 1 },
 };
 
 static const char *const comparators[] = { "canonical-transformer", "architecture-compatible",
@@ -54,17 +68,34 @@ int reg_comparator_valid(const char *name)
 	return 0;
 }
 
-/* Cursor payload after decoding. */
+/* Cursor payload after decoding. `key` is the last row's sort key as text, unless
+ * `key_null` is set. */
 struct cursor {
-	char sort[16];
+	char sort[24];
 	char key[160];
+	int key_null;
 	int64_t id;
 };
 
-static void encode_cursor(const char *sort, const char *key, int64_t id, char *out, size_t size)
+/* Writes the cursor that continues after the current row of `stmt`, whose sort key is in
+ * column `key_column`, as hex into `out`. A real key keeps 17 significant digits, so it
+ * reads back as the same double and no row at the page boundary is lost or repeated. */
+static void encode_cursor(const struct sort_key *sort, sqlite3_stmt *stmt, int key_column,
+			  int64_t id, char *out, size_t size)
 {
-	char plain[200];
-	int n = snprintf(plain, sizeof plain, "%s|%s|%" PRId64, sort, key, id);
+	char key[180];
+	char plain[240];
+
+	if (sqlite3_column_type(stmt, key_column) == SQLITE_NULL)
+		snprintf(key, sizeof key, "n");
+	else if (sort->type == KEY_REAL)
+		snprintf(key, sizeof key, "v%.17g", sqlite3_column_double(stmt, key_column));
+	else if (sort->type == KEY_INTEGER)
+		snprintf(key, sizeof key, "v%" PRId64, (int64_t)sqlite3_column_int64(stmt, key_column));
+	else
+		snprintf(key, sizeof key, "v%s", (const char *)sqlite3_column_text(stmt, key_column));
+
+	int n = snprintf(plain, sizeof plain, "%s|%s|%" PRId64, sort->name, key, id);
 	size_t used = 0;
 	for (int i = 0; i < n && used + 3 <= size; i++) {
 		snprintf(out + used, 3, "%02x", (unsigned char)plain[i]);
@@ -75,7 +106,7 @@ static void encode_cursor(const char *sort, const char *key, int64_t id, char *o
 
 static int decode_cursor(const char *text, struct cursor *c)
 {
-	char plain[200];
+	char plain[240];
 	size_t len = strlen(text);
 
 	if (len % 2 || len / 2 >= sizeof plain)
@@ -89,18 +120,62 @@ static int decode_cursor(const char *text, struct cursor *c)
 		plain[i] = (char)value;
 	}
 	plain[len / 2] = '\0';
+
 	char *bar1 = strchr(plain, '|');
 	char *bar2 = bar1 ? strrchr(plain, '|') : NULL;
 	if (!bar1 || bar2 == bar1 || (size_t)(bar1 - plain) >= sizeof c->sort ||
-	    (size_t)(bar2 - bar1 - 1) >= sizeof c->key)
+	    (size_t)(bar2 - bar1 - 1) >= sizeof c->key + 1)
 		return -1;
 	memcpy(c->sort, plain, (size_t)(bar1 - plain));
 	c->sort[bar1 - plain] = '\0';
-	memcpy(c->key, bar1 + 1, (size_t)(bar2 - bar1 - 1));
-	c->key[bar2 - bar1 - 1] = '\0';
+
+	/* The key starts with 'n' for NULL or 'v' before its value. */
+	const char *key = bar1 + 1;
+	size_t key_len = (size_t)(bar2 - bar1 - 1);
+	if (key_len == 1 && key[0] == 'n') {
+		c->key_null = 1;
+		c->key[0] = '\0';
+	} else if (key_len >= 1 && key[0] == 'v') {
+		c->key_null = 0;
+		memcpy(c->key, key + 1, key_len - 1);
+		c->key[key_len - 1] = '\0';
+	} else {
+		return -1;
+	}
+
 	char *end;
 	c->id = strtoll(bar2 + 1, &end, 10);
-	return *end == '\0' ? 0 : -1;
+	return *end == '\0' && end != bar2 + 1 ? 0 : -1;
+}
+
+/* Binds the cursor's key to parameter 4 with the sort's type. Returns -1 when the key is
+ * not a number of that type. */
+static int bind_cursor_key(sqlite3_stmt *stmt, const struct sort_key *sort, const struct cursor *c)
+{
+	char *end;
+
+	if (c->key_null)
+		return sqlite3_bind_null(stmt, 4) == SQLITE_OK ? 0 : -1;
+	switch (sort->type) {
+	case KEY_TEXT:
+		sqlite3_bind_text(stmt, 4, c->key, -1, SQLITE_TRANSIENT);
+		return 0;
+	case KEY_INTEGER: {
+		long long value = strtoll(c->key, &end, 10);
+		if (end == c->key || *end != '\0')
+			return -1;
+		sqlite3_bind_int64(stmt, 4, value);
+		return 0;
+	}
+	case KEY_REAL: {
+		double value = strtod(c->key, &end);
+		if (end == c->key || *end != '\0')
+			return -1;
+		sqlite3_bind_double(stmt, 4, value);
+		return 0;
+	}
+	}
+	return -1;
 }
 
 /* Escapes LIKE wildcards and wraps `q` in %...%. Returns a new string or NULL. */
@@ -129,29 +204,123 @@ static enum MHD_Result bad_query(reg_request *req, const char *name, const char 
 				   "%s='%.80s' is invalid; expected %s", name, value, expected);
 }
 
+/* Column numbers of the list query. */
+enum list_column {
+	COL_ID, COL_SLUG, COL_NAME, COL_FAMILY, COL_CREATED_AT, COL_VERSION, COL_PARAMETERS,
+	COL_BITS_PER_WEIGHT, COL_MANIFEST_DIGEST, COL_TOTAL_BYTES, COL_VERIFIED_AT, COL_METRIC,
+	COL_COMPARATOR, COL_RATIO, COL_UPDATED_AT, COL_STATUS, COL_SORT_KEY
+};
+
+/* One query returns each pack with its latest verified version, that version's newest
+ * evaluation by id, the pack's newest change and the state of its newest version, so a
+ * page costs one statement however many packs it shows. %s are the sort key, the cursor
+ * condition and the two directions. */
+static const char list_sql[] =
+	"WITH latest AS (SELECT v.pack_id, v.id AS version_id, v.version, v.parameters,"
+	" v.bits_per_weight, v.manifest_digest, v.total_bytes, v.verified_at, row_number() OVER"
+	" (PARTITION BY v.pack_id ORDER BY v.created_at DESC, v.id DESC) AS rn FROM versions v"
+	" WHERE v.status = 'verified' AND v.yanked_at IS NULL),"
+	" newest AS (SELECT v.pack_id, CASE WHEN v.yanked_at IS NOT NULL THEN 'yanked' ELSE"
+	" v.status END AS state, row_number() OVER (PARTITION BY v.pack_id ORDER BY"
+	" v.created_at DESC, v.id DESC) AS rn FROM versions v),"
+	" evaluation AS (SELECT e.version_id, e.metric, e.comparator, e.ratio, row_number() OVER"
+	" (PARTITION BY e.version_id ORDER BY e.id DESC) AS rn FROM evaluations e),"
+	" changed AS (SELECT v.pack_id, max(max(v.created_at, coalesce(v.verified_at, 0),"
+	" coalesce(e.created_at, 0))) AS at FROM versions v LEFT JOIN evaluations e ON"
+	" e.version_id = v.id GROUP BY v.pack_id)"
+	" SELECT p.id, p.slug, p.name, p.family, p.created_at, l.version, l.parameters,"
+	" l.bits_per_weight, l.manifest_digest, l.total_bytes, l.verified_at, ev.metric,"
+	" ev.comparator, ev.ratio, max(p.created_at, coalesce(c.at, 0)) AS updated_at,"
+	" CASE WHEN l.version IS NOT NULL THEN 'verified' ELSE n.state END, %1$s AS sort_key"
+	" FROM packs p LEFT JOIN latest l ON l.pack_id = p.id AND l.rn = 1"
+	" LEFT JOIN evaluation ev ON ev.version_id = l.version_id AND ev.rn = 1"
+	" LEFT JOIN newest n ON n.pack_id = p.id AND n.rn = 1"
+	" LEFT JOIN changed c ON c.pack_id = p.id"
+	" WHERE (?1 IS NULL OR p.family = ?1)"
+	" AND (?2 IS NULL OR EXISTS (SELECT 1 FROM evaluations e JOIN versions v2 ON"
+	" v2.id = e.version_id WHERE v2.pack_id = p.id AND v2.status = 'verified' AND"
+	" e.comparator = ?2))"
+	" AND (?3 IS NULL OR p.slug LIKE ?3 ESCAPE '\\' OR p.name LIKE ?3 ESCAPE '\\')"
+	" AND %2$s"
+	" ORDER BY sort_key IS NULL, sort_key %3$s, p.id %3$s LIMIT ?6";
+
+/* Writes the list query for `sort` into `sql`. The cursor condition keeps rows after
+ * the cursor's (key, id): a row with a NULL key follows every row with a key, and rows
+ * with a NULL key follow each other by id. */
+static void build_list_sql(const struct sort_key *sort, const struct cursor *cursor, char *sql,
+			   size_t size)
+{
+	const char *op = sort->descending ? "<" : ">";
+	char condition[256];
+
+	if (!cursor)
+		snprintf(condition, sizeof condition, "1");
+	else if (cursor->key_null)
+		snprintf(condition, sizeof condition, "(%s IS NULL AND p.id %s ?5)", sort->sql, op);
+	else
+		snprintf(condition, sizeof condition, "(%s IS NULL OR (%s, p.id) %s (?4, ?5))",
+			 sort->sql, sort->sql, op);
+	snprintf(sql, size, list_sql, sort->sql, condition, sort->descending ? "DESC" : "ASC");
+}
+
+static json_t *column_text_or_null(sqlite3_stmt *stmt, int column)
+{
+	if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+		return json_null();
+	return json_string((const char *)sqlite3_column_text(stmt, column));
+}
+
+static json_t *column_integer_or_null(sqlite3_stmt *stmt, int column)
+{
+	if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+		return json_null();
+	return json_integer((json_int_t)sqlite3_column_int64(stmt, column));
+}
+
+static json_t *column_real_or_null(sqlite3_stmt *stmt, int column)
+{
+	if (sqlite3_column_type(stmt, column) == SQLITE_NULL)
+		return json_null();
+	return json_real(sqlite3_column_double(stmt, column));
+}
+
+/* Builds the `latest` object of one row: the latest verified version, its newest
+ * evaluation (nulls when it has none) and the pack's newest change. */
+static json_t *latest_json(sqlite3_stmt *stmt)
+{
+	json_t *latest = json_object();
+
+	json_object_set_new(latest, "version", column_text_or_null(stmt, COL_VERSION));
+	json_object_set_new(latest, "parameters", column_integer_or_null(stmt, COL_PARAMETERS));
+	json_object_set_new(latest, "bits_per_weight",
+			    column_real_or_null(stmt, COL_BITS_PER_WEIGHT));
+	json_object_set_new(latest, "manifest_digest",
+			    column_text_or_null(stmt, COL_MANIFEST_DIGEST));
+	json_object_set_new(latest, "total_bytes", column_integer_or_null(stmt, COL_TOTAL_BYTES));
+	json_object_set_new(latest, "verified_at", column_integer_or_null(stmt, COL_VERIFIED_AT));
+	json_object_set_new(latest, "metric", column_text_or_null(stmt, COL_METRIC));
+	json_object_set_new(latest, "comparator", column_text_or_null(stmt, COL_COMPARATOR));
+	json_object_set_new(latest, "ratio", column_real_or_null(stmt, COL_RATIO));
+	json_object_set_new(latest, "updated_at", column_integer_or_null(stmt, COL_UPDATED_AT));
+	return latest;
+}
+
 static json_t *pack_row_json(sqlite3_stmt *stmt)
 {
-	const char *slug = (const char *)sqlite3_column_text(stmt, 1);
+	const char *slug = (const char *)sqlite3_column_text(stmt, COL_SLUG);
 	char url[128];
 	snprintf(url, sizeof url, "/api/packs/%s", slug);
+
 	json_t *pack = json_object();
 	json_object_set_new(pack, "slug", json_string(slug));
 	json_object_set_new(pack, "url", json_string(url));
-	json_object_set_new(pack, "name", sqlite3_column_type(stmt, 2) == SQLITE_NULL ? json_null()
-				: json_string((const char *)sqlite3_column_text(stmt, 2)));
-	json_object_set_new(pack, "family", sqlite3_column_type(stmt, 3) == SQLITE_NULL ? json_null()
-				: json_string((const char *)sqlite3_column_text(stmt, 3)));
-	json_object_set_new(pack, "created_at", json_integer(sqlite3_column_int64(stmt, 4)));
-	if (sqlite3_column_type(stmt, 5) == SQLITE_NULL) {
-		json_object_set_new(pack, "latest", json_null());
-	} else {
-		json_object_set_new(pack, "latest", json_pack("{s:s, s:I, s:f, s:s, s:I}",
-			"version", (const char *)sqlite3_column_text(stmt, 5),
-			"parameters", (json_int_t)sqlite3_column_int64(stmt, 6),
-			"bits_per_weight", sqlite3_column_double(stmt, 7),
-			"manifest_digest", (const char *)sqlite3_column_text(stmt, 8),
-			"total_bytes", (json_int_t)sqlite3_column_int64(stmt, 9)));
-	}
+	json_object_set_new(pack, "name", column_text_or_null(stmt, COL_NAME));
+	json_object_set_new(pack, "family", column_text_or_null(stmt, COL_FAMILY));
+	json_object_set_new(pack, "created_at", column_integer_or_null(stmt, COL_CREATED_AT));
+	json_object_set_new(pack, "updated_at", column_integer_or_null(stmt, COL_UPDATED_AT));
+	json_object_set_new(pack, "status", column_text_or_null(stmt, COL_STATUS));
+	json_object_set_new(pack, "latest", sqlite3_column_type(stmt, COL_VERSION) == SQLITE_NULL
+				? json_null() : latest_json(stmt));
 	return pack;
 }
 
@@ -172,7 +341,8 @@ enum MHD_Result reg_packs_list(reg_request *req)
 				 "canonical-transformer, architecture-compatible or cls-cosine");
 	if (!sort)
 		return bad_query(req, "sort", sort_name,
-				 "slug, created or parameters, with '-' in front for descending");
+				 "slug, family, created, updated, parameters, bits_per_weight or "
+				 "ratio, with '-' in front for descending");
 	if (limit_text) {
 		char *end;
 		limit = strtol(limit_text, &end, 10);
@@ -186,59 +356,47 @@ enum MHD_Result reg_packs_list(reg_request *req)
 	if (q && strlen(q) > 200)
 		return bad_query(req, "q", q, "at most 200 characters");
 
-	char sql[2048];
-	snprintf(sql, sizeof sql,
-		 "WITH latest AS (SELECT v.pack_id, v.version, v.parameters, v.bits_per_weight,"
-		 " v.manifest_digest, v.total_bytes, row_number() OVER (PARTITION BY v.pack_id ORDER BY"
-		 " v.created_at DESC, v.id DESC) AS rn FROM versions v WHERE v.status = 'verified' AND"
-		 " v.yanked_at IS NULL)"
-		 " SELECT p.id, p.slug, p.name, p.family, p.created_at, l.version, l.parameters,"
-		 " l.bits_per_weight, l.manifest_digest, l.total_bytes, %s AS sort_key"
-		 " FROM packs p LEFT JOIN latest l ON l.pack_id = p.id AND l.rn = 1"
-		 " WHERE (?1 IS NULL OR p.family = ?1)"
-		 " AND (?2 IS NULL OR EXISTS (SELECT 1 FROM evaluations e JOIN versions v2 ON"
-		 " v2.id = e.version_id WHERE v2.pack_id = p.id AND v2.status = 'verified' AND"
-		 " e.comparator = ?2))"
-		 " AND (?3 IS NULL OR p.slug LIKE ?3 ESCAPE '\\' OR p.name LIKE ?3 ESCAPE '\\')"
-		 " AND (?4 IS NULL OR (%s, p.id) %s (?4, ?5))"
-		 " ORDER BY sort_key %s, p.id %s LIMIT ?6",
-		 sort->sql, sort->sql, sort->descending ? "<" : ">", sort->descending ? "DESC" : "ASC",
-		 sort->descending ? "DESC" : "ASC");
-
+	char sql[3072];
+	build_list_sql(sort, cursor_text ? &cursor : NULL, sql, sizeof sql);
 	sqlite3 *db = reg_db_thread();
 	sqlite3_stmt *stmt = db ? reg_db_prepare(db, sql) : NULL;
 	if (!stmt)
 		return reg_respond_catalog_error(req);
+	if (cursor_text && bind_cursor_key(stmt, sort, &cursor) != 0) {
+		sqlite3_finalize(stmt);
+		return bad_query(req, "cursor", cursor_text,
+				 "the next_cursor of a previous page with the same sort");
+	}
 	char *pattern = q ? like_pattern(q) : NULL;
 	sqlite3_bind_text(stmt, 1, family, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 2, comparator, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 3, pattern, -1, SQLITE_STATIC);
-	if (cursor_text) {
-		if (sort->is_text)
-			sqlite3_bind_text(stmt, 4, cursor.key, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_int64(stmt, 4, strtoll(cursor.key, NULL, 10));
+	if (cursor_text)
 		sqlite3_bind_int64(stmt, 5, cursor.id);
-	}
 	/* Fetching one row more than the page shows whether a next page exists. */
 	sqlite3_bind_int64(stmt, 6, limit + 1);
 
 	json_t *packs = json_array();
-	char next[420] = "";
+	char next[500] = "";
 	long count = 0;
 	int rc;
 	while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-		if (count == limit) {
+		if (count == limit)
 			break;
-		}
 		json_array_append_new(packs, pack_row_json(stmt));
 		count++;
-		encode_cursor(sort->name, (const char *)sqlite3_column_text(stmt, 10),
-			      sqlite3_column_int64(stmt, 0), next, sizeof next);
+		encode_cursor(sort, stmt, COL_SORT_KEY, sqlite3_column_int64(stmt, COL_ID), next,
+			      sizeof next);
 	}
 	int more = rc == SQLITE_ROW;
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		REG_ERROR("catalog list failed: %s", sqlite3_errmsg(db));
 	sqlite3_finalize(stmt);
 	free(pattern);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		json_decref(packs);
+		return reg_respond_catalog_error(req);
+	}
 	return reg_respond_json(req, MHD_HTTP_OK, json_pack("{s:o, s:o}", "packs", packs,
 		"next_cursor", more ? json_string(next) : json_null()));
 }

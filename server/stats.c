@@ -2,7 +2,8 @@
  * never pooled, and within one only rows under the identical protocol are. Only verified,
  * unyanked versions count; every other row is listed as excluded with the reason, so
  * anyone can recompute the figures from the catalog. When a version has several
- * evaluations in one group, the newest counts and the older ones are excluded. */
+ * evaluations in one group, the newest counts and the older ones are excluded. Each row
+ * carries its version's parameter count and family, so a plot needs no other request. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -86,13 +87,22 @@ static const char *exclusion_reason(sqlite3_stmt *stmt, int64_t *last_version)
 	return NULL;
 }
 
+/* The family of a row's version, else of its pack; JSON null when neither names one. */
+static json_t *row_family(sqlite3_stmt *stmt)
+{
+	if (sqlite3_column_type(stmt, 11) == SQLITE_NULL)
+		return json_null();
+	return json_string((const char *)sqlite3_column_text(stmt, 11));
+}
+
 enum MHD_Result reg_stats_get(reg_request *req)
 {
 	sqlite3 *db = reg_db_thread();
 	/* Rows come grouped, with each version's newest evaluation first. */
 	sqlite3_stmt *stmt = db ? reg_db_prepare(db,
 		"SELECT e.comparator, e.protocol_key, e.metric, e.id, e.ratio, p.slug, v.status,"
-		" v.yanked_at, v.id, v.version FROM evaluations e JOIN versions v ON v.id = e.version_id"
+		" v.yanked_at, v.id, v.version, v.parameters, coalesce(v.family, p.family)"
+		" FROM evaluations e JOIN versions v ON v.id = e.version_id"
 		" JOIN packs p ON p.id = v.pack_id ORDER BY e.comparator, e.protocol_key, e.metric,"
 		" v.id, e.id DESC") : NULL;
 	if (!stmt)
@@ -135,9 +145,13 @@ enum MHD_Result reg_stats_get(reg_request *req)
 
 		const char *reason = exclusion_reason(stmt, &last_version);
 		double ratio = sqlite3_column_double(stmt, 4);
-		json_t *row = json_pack("{s:s, s:s, s:I, s:f}", "slug", sqlite3_column_text(stmt, 5),
-					"version", sqlite3_column_text(stmt, 9), "evaluation",
-					(json_int_t)sqlite3_column_int64(stmt, 3), "ratio", ratio);
+		json_t *row = json_pack("{s:s, s:s, s:I, s:f, s:I, s:o}",
+					"slug", sqlite3_column_text(stmt, 5),
+					"version", sqlite3_column_text(stmt, 9),
+					"evaluation", (json_int_t)sqlite3_column_int64(stmt, 3),
+					"ratio", ratio,
+					"parameters", (json_int_t)sqlite3_column_int64(stmt, 10),
+					"family", row_family(stmt));
 		if (reason) {
 			json_object_set_new(row, "reason", json_string(reason));
 			json_array_append_new(g.excluded, row);
