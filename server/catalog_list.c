@@ -37,8 +37,8 @@ static const struct sort_key sort_keys[] = {
 	{ "-family", "p.family", KEY_TEXT, 1 },
 	{ "created", "p.created_at", KEY_INTEGER, 0 },
 	{ "-created", "p.created_at", KEY_INTEGER, 1 },
-	{ "updated", "updated_at", KEY_INTEGER, 0 },
-	{ "-updated", "updated_at", KEY_INTEGER, 1 },
+	{ "updated", "max(p.created_at, coalesce(c.at, 0))", KEY_INTEGER, 0 },
+	{ "-updated", "max(p.created_at, coalesce(c.at, 0))", KEY_INTEGER, 1 },
 	{ "parameters", "l.parameters", KEY_INTEGER, 0 },
 	{ "-parameters", "l.parameters", KEY_INTEGER, 1 },
 	{ "bits_per_weight", "l.bits_per_weight", KEY_REAL, 0 },
@@ -230,7 +230,7 @@ static const char list_sql[] =
 	" e.version_id = v.id GROUP BY v.pack_id)"
 	" SELECT p.id, p.slug, p.name, p.family, p.created_at, l.version, l.parameters,"
 	" l.bits_per_weight, l.manifest_digest, l.total_bytes, l.verified_at, ev.metric,"
-	" ev.comparator, ev.ratio, max(p.created_at, coalesce(c.at, 0)) AS updated_at,"
+	" ev.comparator, ev.ratio, max(p.created_at, coalesce(c.at, 0)),"
 	" CASE WHEN l.version IS NOT NULL THEN 'verified' ELSE n.state END, %1$s AS sort_key"
 	" FROM packs p LEFT JOIN latest l ON l.pack_id = p.id AND l.rn = 1"
 	" LEFT JOIN evaluation ev ON ev.version_id = l.version_id AND ev.rn = 1"

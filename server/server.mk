@@ -51,6 +51,7 @@ SERVER_TESTS = \
 	tests/server/test_daemon.py \
 	tests/server/test_blobs.py \
 	tests/server/test_packs.py \
+	tests/server/test_catalog_list.py \
 	tests/server/test_evaluations.py \
 	tests/server/test_uploads.py \
 	tests/server/test_deploy.py \
