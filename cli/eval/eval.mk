@@ -10,13 +10,6 @@ cli_eval_libuceval_la_SOURCES = \
 	cli/eval/eval_cmd.c
 cli_eval_libuceval_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
 
-# A driver for trying `uc eval` before the uc program dispatches to it.
-noinst_PROGRAMS += cli/eval/uc-eval
-cli_eval_uc_eval_SOURCES = cli/eval/driver.c
-cli_eval_uc_eval_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
-cli_eval_uc_eval_LDADD = cli/eval/libuceval.la core/libuc_core.la $(OPENSSL_LIBS) \
-	$(JANSSON_LIBS) -lm -lpthread
-
 EVAL_TEST_LIBS = cli/eval/libuceval.la $(UNIT_LDADD)
 EVAL_TEST_INCLUDES = $(AM_CPPFLAGS) -I$(top_srcdir)/cli/eval
 
