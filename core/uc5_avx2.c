@@ -117,7 +117,7 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 	/* Within each 16-byte lane: even-indexed bytes first, then odd ones (bf16 only). */
 	const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
 						  0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-	_Alignas(32) uint8_t q[2][32];
+	_Alignas(32) uint8_t q[UC5_SUBBLOCKS][32];
 
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
@@ -143,15 +143,15 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 				qs = _mm256_shuffle_epi8(qs, even_odd);
 			__m256i low = _mm256_and_si256(qs, nibble);
 			__m256i high = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
-			_mm256_store_si256((__m256i *)q[0], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
-			_mm256_store_si256((__m256i *)q[1], _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
-			/* Keep the loads in dequant8: forwarded from the stores, they cost less than
-			 * the register shuffles the optimiser would otherwise substitute. */
-			__asm__("" : "+m"(q));
-			emit_subblock(q[0], dl[2 * c], ml[2 * c], dtype, block_out + 64 * c * element);
-			emit_subblock(q[1], dl[2 * c + 1], ml[2 * c + 1], dtype,
-				      block_out + (64 * c + 32) * element);
+			_mm256_store_si256((__m256i *)q[2 * c], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
+			_mm256_store_si256((__m256i *)q[2 * c + 1], _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
 		}
+		/* Keep the loads in dequant8: forwarded from the stores, they cost less than
+		 * the register shuffles the optimiser would otherwise substitute. */
+		__asm__("" : "+m"(q));
+#pragma GCC unroll 8
+		for (int j = 0; j < UC5_SUBBLOCKS; j++)
+			emit_subblock(q[j], dl[j], ml[j], dtype, block_out + 32 * j * element);
 	}
 }
 
