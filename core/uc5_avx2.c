@@ -40,9 +40,6 @@ UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS
 	__m256 m_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
 	_mm256_storeu_ps(dl, _mm256_mul_ps(d, sc_f));
 	_mm256_storeu_ps(ml, _mm256_mul_ps(dmin, m_f));
-	/* Hide the stored values from the optimiser, so that each sub-block broadcasts its
-	 * factors with a load (vbroadcastss) instead of two shuffles of the register. */
-	__asm__("" : "+m"(*(float(*)[UC5_SUBBLOCKS])dl), "+m"(*(float(*)[UC5_SUBBLOCKS])ml));
 }
 
 /* Returns the fifth bit of q for sub-block `bit` (0..7): 16 in each byte whose bit `bit` is
@@ -109,15 +106,46 @@ UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_
 	}
 }
 
+/* One block's decoding inputs: its 256 quantised values, one byte each, and its factors. */
+typedef struct {
+	_Alignas(32) uint8_t q[UC5_SUBBLOCKS][UC5_SUBBLOCK_WEIGHTS];
+	_Alignas(32) float dl[UC5_SUBBLOCKS];
+	_Alignas(32) float ml[UC5_SUBBLOCKS];
+} prepared_block;
+
+/* Unpacks the 5-bit values and computes the factors of one block. For bf16 the values of
+ * each 16-weight half of a sub-block are stored even-indexed weights first (see
+ * emit_subblock). */
+UC_ALWAYS_INLINE void prepare_block(const uint8_t *block, uc_dtype dtype, prepared_block *prepared)
+{
+	const __m256i nibble = _mm256_set1_epi8(15);
+	const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+						  0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+	block_factors(block, prepared->dl, prepared->ml);
+
+	__m256i qh = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QH));
+	if (dtype == UC_DTYPE_BF16)
+		qh = _mm256_shuffle_epi8(qh, even_odd);
+#pragma GCC unroll 4
+	for (int c = 0; c < 4; c++) {
+		__m256i qs = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QS + 32 * c));
+		if (dtype == UC_DTYPE_BF16)
+			qs = _mm256_shuffle_epi8(qs, even_odd);
+		__m256i low = _mm256_and_si256(qs, nibble);
+		__m256i high = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
+		_mm256_store_si256((__m256i *)prepared->q[2 * c], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
+		_mm256_store_si256((__m256i *)prepared->q[2 * c + 1],
+				   _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
+	}
+}
+
 UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dtype dtype,
 				    uint8_t *out)
 {
 	size_t element = dtype == UC_DTYPE_F32 ? 4 : 2;
-	const __m256i nibble = _mm256_set1_epi8(15);
-	/* Within each 16-byte lane: even-indexed bytes first, then odd ones (bf16 only). */
-	const __m256i even_odd = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
-						  0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-	_Alignas(32) uint8_t q[UC5_SUBBLOCKS][32];
+	prepared_block prepared[2];
+	if (nblocks > 0)
+		prepare_block(blocks, dtype, &prepared[0]);
 
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
@@ -128,30 +156,22 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 		_mm_prefetch(ahead, _MM_HINT_T1);
 		_mm_prefetch(ahead + 64, _MM_HINT_T1);
 		_mm_prefetch(ahead + 128, _MM_HINT_T1);
-		_Alignas(32) float dl[UC5_SUBBLOCKS], ml[UC5_SUBBLOCKS];
-		block_factors(block, dl, ml);
 
-		__m256i qh = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QH));
-		if (dtype == UC_DTYPE_BF16)
-			qh = _mm256_shuffle_epi8(qh, even_odd);
+		/* Prepare the next block before decoding this one, so that the loads in
+		 * emit_subblock read values stored an iteration earlier instead of waiting for
+		 * store-to-load forwarding. */
+		if (b + 1 < nblocks)
+			prepare_block(block + UC5_BLOCK_BYTES, dtype, &prepared[(b + 1) & 1]);
+		/* Keep those loads: the optimiser would otherwise replace them with register
+		 * shuffles, which cost more. */
+		__asm__("" : "+m"(prepared));
+
+		const prepared_block *current = &prepared[b & 1];
 		uint8_t *block_out = out + b * UC5_BLOCK_WEIGHTS * element;
-
-#pragma GCC unroll 4
-		for (int c = 0; c < 4; c++) {
-			__m256i qs = _mm256_loadu_si256((const __m256i *)(block + UC5_OFFSET_QS + 32 * c));
-			if (dtype == UC_DTYPE_BF16)
-				qs = _mm256_shuffle_epi8(qs, even_odd);
-			__m256i low = _mm256_and_si256(qs, nibble);
-			__m256i high = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
-			_mm256_store_si256((__m256i *)q[2 * c], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
-			_mm256_store_si256((__m256i *)q[2 * c + 1], _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
-		}
-		/* Keep the loads in dequant8: forwarded from the stores, they cost less than
-		 * the register shuffles the optimiser would otherwise substitute. */
-		__asm__("" : "+m"(q));
 #pragma GCC unroll 8
 		for (int j = 0; j < UC5_SUBBLOCKS; j++)
-			emit_subblock(q[j], dl[j], ml[j], dtype, block_out + 32 * j * element);
+			emit_subblock(current->q[j], current->dl[j], current->ml[j], dtype,
+				      block_out + UC5_SUBBLOCK_WEIGHTS * j * element);
 	}
 }
 
