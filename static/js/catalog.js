@@ -1,13 +1,15 @@
 // The catalog page: a table of packs from GET /api/packs. Filters, sort and the page
 // cursor live in the query string, so a view can be shared by its URL.
 import { api, badge, comparatorLabel, el, formatNumber, formatShortCount, formatCount,
-	headlineEvaluation, showState, timeElement } from './common.js';
+	showState, timeElement } from './common.js';
 
 const PAGE_SIZE = 25;
 const FILTERS = ['q', 'family', 'comparator'];
 
-// Columns the API can sort by, with the `sort` value of each.
-const SORTABLE = { pack: 'slug', parameters: 'parameters', added: 'created' };
+// Columns the API can sort by, with the `sort` value of each. Rows without a value in the
+// sorted column (no verified version, no evaluation) come last in both directions.
+const SORTABLE = { pack: 'slug', family: 'family', parameters: 'parameters', bpw: 'bits_per_weight',
+	ratio: 'ratio', added: 'created', updated: 'updated' };
 
 function readQuery() {
 	const params = new URLSearchParams(window.location.search);
@@ -43,24 +45,6 @@ function fillForm(query) {
 	});
 }
 
-// The verification state of a pack: its latest verified version, else its newest version.
-function packStatus(pack, detail) {
-	if (pack.latest)
-		return 'verified';
-	const newest = detail && detail.versions && detail.versions[0];
-	if (!newest)
-		return 'pending';
-	return newest.yanked ? 'yanked' : newest.status;
-}
-
-// The Unix time of the newest change to a pack: its newest version's verification or upload.
-function lastUpdate(pack, detail) {
-	const newest = detail && detail.versions && detail.versions[0];
-	if (!newest)
-		return pack.created_at;
-	return Math.max(newest.created_at || 0, newest.verified_at || 0);
-}
-
 function sortHeader(query, column, label) {
 	const key = SORTABLE[column];
 	if (!key)
@@ -84,19 +68,19 @@ function sortHeader(query, column, label) {
 		label, el('span', { 'aria-hidden': 'true' }, arrow)));
 }
 
-function ratioCell(evaluation) {
-	if (!evaluation)
+// The ratio of the latest version's newest evaluation, marked with its comparator.
+function ratioCell(latest) {
+	if (!latest || typeof latest.ratio !== 'number')
 		return el('td', { 'data-label': 'PPL ratio' }, el('span', { class: 'muted' }, 'not measured'));
-	const comparator = evaluation.comparator;
-	return el('td', { 'data-label': evaluation.metric === 'ppl' ? 'PPL ratio' : 'Ratio', class: 'num' },
-		el('span', {}, el('span', { class: 'ratio' }, formatNumber(evaluation.ratio)), ' ',
+	const comparator = latest.comparator;
+	return el('td', { 'data-label': latest.metric === 'ppl' ? 'PPL ratio' : 'Ratio', class: 'num' },
+		el('span', {}, el('span', { class: 'ratio' }, formatNumber(latest.ratio)), ' ',
 			el('span', { class: `tag tag-${comparator}`, title: `comparator: ${comparator}` },
 				comparatorLabel(comparator))));
 }
 
-function packRow(pack, detail) {
+function packRow(pack) {
 	const latest = pack.latest;
-	const evaluation = detail && detail.latest ? headlineEvaluation(detail.latest.evaluations) : null;
 	return el('tr', {},
 		el('th', { scope: 'row', 'data-label': 'Pack' },
 			el('a', { href: `/packs/${encodeURIComponent(pack.slug)}` }, pack.slug),
@@ -106,10 +90,10 @@ function packRow(pack, detail) {
 			latest ? el('span', { title: formatCount(latest.parameters) }, formatShortCount(latest.parameters)) : '–'),
 		el('td', { 'data-label': 'Bits per weight', class: 'num' },
 			latest ? formatNumber(latest.bits_per_weight, 2) : '–'),
-		ratioCell(evaluation),
-		el('td', { 'data-label': 'Verification' }, badge(packStatus(pack, detail))),
+		ratioCell(latest),
+		el('td', { 'data-label': 'Verification' }, badge(pack.status || 'pending')),
 		el('td', { 'data-label': 'Added' }, timeElement(pack.created_at)),
-		el('td', { 'data-label': 'Last update' }, timeElement(lastUpdate(pack, detail))));
+		el('td', { 'data-label': 'Last update' }, timeElement(pack.updated_at)));
 }
 
 function pager(query, page) {
@@ -153,10 +137,6 @@ async function render() {
 		return;
 	}
 
-	// The list has no evaluations or version history, so each row's pack is read too.
-	const details = await Promise.all(page.packs.map((pack) =>
-		api(`/api/packs/${encodeURIComponent(pack.slug)}`).catch(() => null)));
-
 	const table = el('table', { class: 'catalog' },
 		el('caption', {}, `Packs ${query.cursor ? '(continued) ' : ''}sorted by `,
 			describeSort(query.sort)),
@@ -169,7 +149,7 @@ async function render() {
 			sortHeader(query, 'verification', 'Verification'),
 			sortHeader(query, 'added', 'Added'),
 			sortHeader(query, 'updated', 'Last update'))),
-		el('tbody', {}, page.packs.map((pack, i) => packRow(pack, details[i]))));
+		el('tbody', {}, page.packs.map(packRow)));
 	container.replaceChildren(
 		el('p', { class: 'count', role: 'status' },
 			`${page.packs.length} pack${page.packs.length === 1 ? '' : 's'} on this page`),
@@ -181,7 +161,8 @@ async function render() {
 }
 
 function describeSort(sort) {
-	const names = { slug: 'slug', created: 'date added', parameters: 'parameter count' };
+	const names = { slug: 'slug', family: 'family', created: 'date added', updated: 'last update',
+		parameters: 'parameter count', bits_per_weight: 'bits per weight', ratio: 'ratio' };
 	const key = (sort || 'slug').replace(/^-/, '');
 	return `${names[key] || key}, ${sort && sort.startsWith('-') ? 'descending' : 'ascending'}`;
 }

@@ -121,15 +121,6 @@ export function comparatorLabel(name) {
 	return comparators[name] ? comparators[name].short : name;
 }
 
-// Picks the evaluation a catalog row shows: the newest perplexity record, else the newest
-// record of any metric. Returns null when there is none.
-export function headlineEvaluation(evaluations) {
-	if (!Array.isArray(evaluations) || evaluations.length === 0)
-		return null;
-	const newestFirst = [...evaluations].sort((a, b) => (b.id || 0) - (a.id || 0));
-	return newestFirst.find((e) => e.metric === 'ppl') || newestFirst[0];
-}
-
 // A status badge: a version's verified, pending, failed or yanked, or a check's ok or mismatch.
 export function badge(status) {
 	const labels = { verified: 'Verified', pending: 'Pending', failed: 'Failed', yanked: 'Yanked',

@@ -79,33 +79,16 @@ function plottedGroups(data) {
 	return groups;
 }
 
-// Reads the parameter count and family of every version that has a plotted row.
-async function versionFacts(data) {
-	const slugs = new Set();
-	for (const { group } of plottedGroups(data))
-		for (const row of group.included)
-			slugs.add(row.slug);
-	const facts = new Map();
-	await Promise.all([...slugs].map(async (slug) => {
-		const list = await api(`/api/packs/${encodeURIComponent(slug)}/versions`);
-		const versions = Array.isArray(list) ? list : list.versions || [];
-		for (const v of versions)
-			facts.set(`${slug}@${v.version}`, v);
-	}));
-	return facts;
-}
-
 // Builds uPlot's aligned data: one x array sorted by parameter count, one y array per
 // family with null where a point belongs to another family, and one constant line per
-// group median.
-function plotData(data, facts) {
+// group median. Each included row carries its version's parameter count and family.
+function plotData(data) {
 	const points = [];
 	const medians = [];
 	for (const { comparator, group } of plottedGroups(data)) {
 		for (const row of group.included) {
-			const v = facts.get(`${row.slug}@${row.version}`);
-			if (v && v.parameters > 0)
-				points.push({ x: v.parameters, y: row.ratio, family: v.family || 'other' });
+			if (row.parameters > 0)
+				points.push({ x: row.parameters, y: row.ratio, family: row.family || 'other' });
 		}
 		if (typeof group.median === 'number')
 			medians.push({ comparator, value: group.median,
@@ -160,20 +143,13 @@ function drawPlot(figure, target, plot) {
 	figure.dataset.points = String(plot.points.length);
 }
 
-async function renderPlot(data, figure, target) {
+function renderPlot(data, figure, target) {
 	if (typeof window.uPlot !== 'function') {
 		showState(target, 'error', 'The plot library did not load (/vendor/uPlot.iife.min.js); ' +
 			'the tables above hold the same numbers.');
 		return;
 	}
-	let facts;
-	try {
-		facts = await versionFacts(data);
-	} catch (err) {
-		showState(target, 'error', `The parameter counts could not be loaded: ${err.message}.`);
-		return;
-	}
-	const plot = plotData(data, facts);
+	const plot = plotData(data);
 	if (plot.points.length === 0) {
 		showState(target, 'empty', 'No verified perplexity evaluation to plot yet.');
 		return;
@@ -208,7 +184,7 @@ async function render() {
 		el('div', { class: 'panels' }, order.map((c) => panel(c, byComparator.get(c)))),
 		el('h2', {}, 'Perplexity ratio against parameter count'),
 		figure);
-	await renderPlot(data, figure, target);
+	renderPlot(data, figure, target);
 }
 
 render();

@@ -160,6 +160,76 @@ describe('website', { skip: missing || false }, () => {
 		await context.close();
 	});
 
+	test('catalog sorts by ratio column', async () => {
+		const listed = await registry.expect('GET', '/api/packs?limit=500', [200]);
+		const byRatio = listed.packs.filter((p) => p.latest && typeof p.latest.ratio === 'number')
+			.sort((a, b) => a.latest.ratio - b.latest.ratio).map((p) => p.slug);
+		assert.equal(byRatio.length, packSpecs.length, 'every test pack carries a ratio');
+
+		const context = await newContext();
+		const { page, errors } = await open(context, '/', 'table.catalog');
+		await Promise.all([page.waitForURL(/sort=ratio/), page.click('thead th a:has-text("PPL ratio")')]);
+		await page.waitForSelector('table.catalog');
+		assert.deepEqual(await rowSlugs(page), byRatio);
+		const shown = await page.$$eval('table.catalog tbody .ratio', (cells) => cells.map((c) => Number(c.textContent)));
+		assert.deepEqual(shown, [...shown].sort((a, b) => a - b));
+		await Promise.all([page.waitForURL(/sort=-ratio/), page.click('thead th a:has-text("PPL ratio")')]);
+		await page.waitForSelector('table.catalog');
+		assert.deepEqual(await rowSlugs(page), [...byRatio].reverse());
+		assert.equal(await page.getAttribute('thead th[aria-sort]', 'aria-sort'), 'descending');
+		assert.equal(await page.inputValue('#sort'), '-ratio');
+		assert.deepEqual(errors, []);
+		await context.close();
+	});
+
+	test('catalog headers all sort', async () => {
+		const context = await newContext();
+		const { page } = await open(context, '/', 'table.catalog');
+		const sortable = await page.$$eval('thead th a', (links) => links.map((a) => a.firstChild.textContent));
+		assert.deepEqual(sortable, ['Pack', 'Family', 'Parameters', 'Bits per weight', 'PPL ratio',
+			'Added', 'Last update']);
+		await Promise.all([page.waitForURL(/sort=family/), page.click('thead th a:has-text("Family")')]);
+		await page.waitForSelector('table.catalog');
+		// Equal families keep the order of publication, which is the order of pack ids.
+		assert.deepEqual(await rowSlugs(page), ['stories-260k', 'tiny-rwkv-5v2', 'tiny-rwkv-5v1']);
+		await page.goto(`${registry.origin}/?sort=-updated`);
+		await page.waitForSelector('table.catalog');
+		// Packs were published in packSpecs order, so the last one has the newest change
+		// unless two changes fell in the same second; ids then break the tie the same way.
+		assert.deepEqual(await rowSlugs(page), packSpecs.map((spec) => spec.slug).reverse());
+		await context.close();
+	});
+
+	test('catalog page view makes one API request', async () => {
+		const context = await newContext();
+		const page = await context.newPage();
+		const requests = [];
+		page.on('request', (request) => requests.push(new URL(request.url()).pathname));
+		await page.goto(`${registry.origin}/`);
+		await page.waitForSelector('table.catalog');
+		await page.waitForLoadState('networkidle');
+		const apiRequests = requests.filter((p) => p.startsWith('/api/'));
+		assert.deepEqual(apiRequests, ['/api/packs'], `API requests: ${apiRequests.join(', ')}`);
+		// The document, one stylesheet, two scripts and the icon; a fixed number however
+		// many packs the page lists.
+		assert.ok(requests.length <= 6, `a catalog view made ${requests.length} requests: ${requests.join(', ')}`);
+		const storiesRow = page.locator('tr', { has: page.locator('a', { hasText: 'stories-260k' }) });
+		assert.match(await storiesRow.locator('td[data-label="Last update"]').textContent(), /^\d{4}-\d\d-\d\d$/);
+		await context.close();
+	});
+
+	test('stats page makes one API request', async () => {
+		const context = await newContext();
+		const page = await context.newPage();
+		const requests = [];
+		page.on('request', (request) => requests.push(new URL(request.url()).pathname));
+		await page.goto(`${registry.origin}/stats`);
+		await page.waitForSelector('#plot canvas');
+		await page.waitForLoadState('networkidle');
+		assert.deepEqual(requests.filter((p) => p.startsWith('/api/')), ['/api/stats']);
+		await context.close();
+	});
+
 	test('catalog pages follow the cursor', async () => {
 		const context = await newContext();
 		const { page } = await open(context, '/?limit=2', 'table.catalog');
