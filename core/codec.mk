@@ -9,9 +9,9 @@ include_HEADERS += core/uc_codec.h
 if UC_X86_64
 noinst_LTLIBRARIES += core/libuc_avx2.la core/libuc_avx512.la
 core_libuc_avx2_la_SOURCES = core/uc5_avx2.c
-core_libuc_avx2_la_CFLAGS = $(AM_CFLAGS) -mavx2 -mf16c
+core_libuc_avx2_la_CFLAGS = $(AM_CFLAGS) -mavx2 -mf16c -mfma
 core_libuc_avx512_la_SOURCES = core/uc5_avx512.c
-core_libuc_avx512_la_CFLAGS = $(AM_CFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx2 -mf16c
+core_libuc_avx512_la_CFLAGS = $(AM_CFLAGS) -mavx512f -mavx512bw -mavx512vl -mavx2 -mf16c -mfma
 core_libuc_core_la_LIBADD += core/libuc_avx2.la core/libuc_avx512.la
 endif
 

@@ -44,10 +44,11 @@ static void probe_x86(void)
 	unsigned eax, ebx, ecx, edx;
 	if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx))
 		return;
+	int fma = (ecx >> 12) & 1;  /* the x86 kernels multiply and subtract with one FMA */
 	int osxsave = (ecx >> 27) & 1;
 	int avx = (ecx >> 28) & 1;
 	int f16c = (ecx >> 29) & 1;
-	if (!osxsave || !avx || !f16c)
+	if (!fma || !osxsave || !avx || !f16c)
 		return;
 
 	uint64_t xcr0 = read_xcr0();

@@ -1,13 +1,14 @@
-/* AVX2 + F16C reconstruction kernel. Compiled with -mavx2 -mf16c and run only when the
- * dispatcher has found both on the CPU and YMM state saved by the OS. Results equal the
- * scalar reference byte for byte: separate multiply and subtract in binary32 (the build
- * passes -ffp-contract=off and no -mfma, so they are never fused), bf16 by a rounding
- * that equals the reference's integer round-to-nearest-even, f16 by vcvtps2ph with
- * round-to-nearest-even.
+/* AVX2 + FMA + F16C reconstruction kernel. Compiled with -mavx2 -mf16c -mfma and run only
+ * when the dispatcher has found all three on the CPU and YMM state saved by the OS. Results
+ * equal the scalar reference byte for byte. Each weight is one fused multiply-subtract
+ * dl * q - ml, which rounds once like the reference's multiply and subtract because
+ * dl * q is exact in binary32 (dl = d * sc has at most 17 significant bits and q 5).
+ * bf16 comes from a float rounding that equals the reference's integer round-to-nearest-
+ * even, and f16 from vcvtps2ph with round-to-nearest-even.
  *
- * Each 64-weight chunk of a block is first turned into 5-bit values, one byte per weight,
- * in a small aligned buffer; vpmovzxbd then widens 8 of them at a time straight from that
- * buffer, which costs fewer instructions than extracting and shifting register halves. */
+ * A block's 5-bit values are unpacked to one byte per weight in a small aligned buffer.
+ * vpmovzxbd then widens 8 of them at a time straight from that buffer, which costs fewer
+ * instructions than extracting and shifting register halves. */
 #include "internal.h"
 
 #include <immintrin.h>
@@ -55,12 +56,13 @@ UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
 	return _mm256_and_si256(moved, _mm256_set1_epi8(16));
 }
 
-/* Reconstructs 8 weights from the 8 quantised bytes at `q`. */
+/* Reconstructs 8 weights from the 8 quantised bytes at `q`, with one rounding (see the
+ * file comment for why the fused operation equals the reference). */
 UC_ALWAYS_INLINE __m256 dequant8(const uint8_t *q, __m256 dl, __m256 ml)
 {
 	__m128i bytes = _mm_loadl_epi64((const __m128i *)q);
 	__m256 value = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
-	return _mm256_sub_ps(_mm256_mul_ps(value, dl), ml);
+	return _mm256_fmsub_ps(value, dl, ml);
 }
 
 /* Rounds 8 finite floats to bf16 precision, leaving the bf16 in the high half of each lane
@@ -73,6 +75,8 @@ UC_ALWAYS_INLINE __m256 dequant8(const uint8_t *q, __m256 dl, __m256 ml)
 UC_ALWAYS_INLINE __m256 round_bf16(__m256 value)
 {
 	__m256 t = _mm256_mul_ps(value, _mm256_set1_ps(65537.0f));
+	/* Materialise t, so that no compiler setting can fuse t - value into an FMA. */
+	__asm__("" : "+x"(t));
 	return _mm256_sub_ps(t, _mm256_sub_ps(t, value));
 }
 

@@ -1,6 +1,8 @@
-/* AVX-512 (F, BW, VL) + F16C reconstruction kernel, 16 weights per instruction. Compiled
- * with its own flags and run only when the dispatcher has found AVX-512 and AVX2 on the CPU
- * and ZMM state saved by the OS. Results equal the scalar reference byte for byte.
+/* AVX-512 (F, BW, VL) + FMA + F16C reconstruction kernel, 16 weights per instruction.
+ * Compiled with its own flags and run only when the dispatcher has found AVX-512, AVX2,
+ * FMA and F16C on the CPU and ZMM state saved by the OS. Results equal the scalar
+ * reference byte for byte: one fused multiply-subtract per weight rounds like the
+ * reference's multiply and subtract because dl * q is exact in binary32 (see uc5_avx2.c).
  *
  * NOTE: this kernel has been compiled but never executed, because no AVX-512 machine was
  * available. The unit test compares it with the scalar reference on CPUs that have it. */
@@ -16,7 +18,7 @@
 UC_ALWAYS_INLINE __m512 dequant16(__m128i q16, __m512 dl, __m512 ml)
 {
 	__m512 q = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q16));
-	return _mm512_sub_ps(_mm512_mul_ps(q, dl), ml);
+	return _mm512_fmsub_ps(q, dl, ml);
 }
 
 /* Rounds 16 floats to bf16 and narrows them. Veltkamp's splitting with C = 2^16 + 1 equals
@@ -26,6 +28,7 @@ UC_ALWAYS_INLINE __m512 dequant16(__m128i q16, __m512 dl, __m512 ml)
 UC_ALWAYS_INLINE __m256i round_bf16(__m512 value)
 {
 	__m512 t = _mm512_mul_ps(value, _mm512_set1_ps(65537.0f));
+	__asm__("" : "+v"(t));  /* materialise t, so that t - value is never fused */
 	__m512 rounded = _mm512_sub_ps(t, _mm512_sub_ps(t, value));
 	return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rounded), 16));
 }
