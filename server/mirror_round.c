@@ -51,6 +51,8 @@ struct round {
 	struct entry *entries;
 	size_t count, capacity;
 	int transient;          /* a failure that a retry could fix happened */
+	size_t published;
+	size_t refused;
 };
 
 static void refuse(struct round *r, struct entry *e, const char *kind, int transient,
@@ -67,6 +69,7 @@ static void refuse(struct round *r, struct entry *e, const char *kind, int trans
 	va_end(ap);
 	e->fetch = 0;
 	e->refused = 1;
+	r->refused++;
 	e->transient = transient;
 	r->transient |= transient;
 	reg_mirror_record_failure(r->ctx->db, kind, e->slug, e->version, message);
@@ -450,10 +453,12 @@ static void verify_and_publish(struct round *r, struct entry *e)
 		.yank_reason = yanked ? (e->yank_reason ? e->yank_reason : "yanked upstream") : NULL,
 		.owner_token = r->ctx->owner_token,
 	};
-	if (reg_mirror_publish(r->ctx->db, &v) == 0)
+	if (reg_mirror_publish(r->ctx->db, &v) == 0) {
+		r->published++;
 		REG_INFO("mirror: published %s@%s (manifest %s)", e->slug, e->version, v.digest);
-	else
+	} else {
 		refuse(r, e, "catalog", 1, "cannot publish in the local catalog");
+	}
 	uc_free(report_json);
 }
 
@@ -461,7 +466,9 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 {
 	struct round r = { .ctx = ctx };
 	reg_mirror_state state = { 0 };
+	struct timespec start, end;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (reg_mirror_state_load(ctx->db, &state) != 0)
 		return;
 	state.last_attempt_at = reg_now();
@@ -503,6 +510,11 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 		ctx->full_round = 0;
 	}
 	reg_mirror_state_save(ctx->db, &state);
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	REG_INFO("mirror: round to serial %" PRId64 " %s in %.3f s: %zu versions reconciled, %zu"
+		 " published, %zu refused", r.snapshot.serial, r.transient ? "incomplete, will retry"
+		 : "applied", (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec)
+		 / 1e9, r.count, r.published, r.refused);
 out:
 	round_clear(&r);
 }

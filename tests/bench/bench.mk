@@ -20,3 +20,13 @@ bench-server: cli/uc server/ucregd $(BENCHMARKS)
 		UC_TOP_BUILDDIR="$(abs_top_builddir)" $(SHELL) $(top_srcdir)/tests/bench/bench_server.sh
 .PHONY: bench-server
 EXTRA_DIST += tests/bench/bench_server.sh
+
+# The mirror benchmark is a script too: a full sync against curl fetching the same shards,
+# and the cost of incremental rounds for two catalog sizes.
+bench: bench-mirror
+bench-mirror: cli/uc server/ucregd tests/server/make_pack $(BENCHMARKS)
+	@echo "== tests/bench/bench_mirror.sh"
+	@UC_DATA_DIR="$${UC_DATA_DIR:-$(abs_top_srcdir)/../shared/data}" \
+		UC_TOP_BUILDDIR="$(abs_top_builddir)" $(SHELL) $(top_srcdir)/tests/bench/bench_mirror.sh
+.PHONY: bench-mirror
+EXTRA_DIST += tests/bench/bench_mirror.sh
