@@ -213,8 +213,8 @@ enum list_column {
 
 /* One query returns each pack with its latest verified version, that version's newest
  * evaluation by id, the pack's newest change and the state of its newest version, so a
- * page costs one statement however many packs it shows. %s are the sort key, the cursor
- * condition and the two directions. */
+ * page costs one statement however many packs it shows. Format argument 1 is the sort
+ * key, 2 the cursor condition and 3 the direction. */
 static const char list_sql[] =
 	"WITH latest AS (SELECT v.pack_id, v.id AS version_id, v.version, v.parameters,"
 	" v.bits_per_weight, v.manifest_digest, v.total_bytes, v.verified_at, row_number() OVER"

@@ -87,7 +87,7 @@ static const char *exclusion_reason(sqlite3_stmt *stmt, int64_t *last_version)
 	return NULL;
 }
 
-/* The family of a row's version, else of its pack; JSON null when neither names one. */
+/* Returns the family of a row's version, else of its pack, or JSON null when neither has one. */
 static json_t *row_family(sqlite3_stmt *stmt)
 {
 	if (sqlite3_column_type(stmt, 11) == SQLITE_NULL)

@@ -1,5 +1,5 @@
 // The statistics page: one panel per comparable set from GET /api/stats, and a scatter
-// plot of each included perplexity ratio against the pack's parameter count, drawn with
+// plot of each included perplexity ratio against the version's parameter count, drawn with
 // uPlot. Ratios of other metrics (CLS cosine) are in their panel but not in the plot.
 import { api, comparators, el, formatCount, formatNumber, formatShortCount,
 	showState } from './common.js';

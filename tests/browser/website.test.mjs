@@ -171,8 +171,9 @@ describe('website', { skip: missing || false }, () => {
 		await Promise.all([page.waitForURL(/sort=ratio/), page.click('thead th a:has-text("PPL ratio")')]);
 		await page.waitForSelector('table.catalog');
 		assert.deepEqual(await rowSlugs(page), byRatio);
-		const shown = await page.$$eval('table.catalog tbody .ratio', (cells) => cells.map((c) => Number(c.textContent)));
-		assert.deepEqual(shown, [...shown].sort((a, b) => a - b));
+		const displayedRatios = await page.$$eval('table.catalog tbody .ratio',
+			(cells) => cells.map((c) => Number(c.textContent)));
+		assert.deepEqual(displayedRatios, [...displayedRatios].sort((a, b) => a - b));
 		await Promise.all([page.waitForURL(/sort=-ratio/), page.click('thead th a:has-text("PPL ratio")')]);
 		await page.waitForSelector('table.catalog');
 		assert.deepEqual(await rowSlugs(page), [...byRatio].reverse());
@@ -194,8 +195,8 @@ describe('website', { skip: missing || false }, () => {
 		assert.deepEqual(await rowSlugs(page), ['stories-260k', 'tiny-rwkv-5v2', 'tiny-rwkv-5v1']);
 		await page.goto(`${registry.origin}/?sort=-updated`);
 		await page.waitForSelector('table.catalog');
-		// Packs were published in packSpecs order, so the last one has the newest change
-		// unless two changes fell in the same second; ids then break the tie the same way.
+		// Packs were published in packSpecs order, so the last one has the newest change.
+		// Changes in the same second tie, and the later pack id then comes first as well.
 		assert.deepEqual(await rowSlugs(page), packSpecs.map((spec) => spec.slug).reverse());
 		await context.close();
 	});
@@ -210,8 +211,8 @@ describe('website', { skip: missing || false }, () => {
 		await page.waitForLoadState('networkidle');
 		const apiRequests = requests.filter((p) => p.startsWith('/api/'));
 		assert.deepEqual(apiRequests, ['/api/packs'], `API requests: ${apiRequests.join(', ')}`);
-		// The document, one stylesheet, two scripts and the icon; a fixed number however
-		// many packs the page lists.
+		// A view loads the document, one stylesheet, two scripts, the icon and the list, so
+		// it makes at most six requests however many packs it shows.
 		assert.ok(requests.length <= 6, `a catalog view made ${requests.length} requests: ${requests.join(', ')}`);
 		const storiesRow = page.locator('tr', { has: page.locator('a', { hasText: 'stories-260k' }) });
 		assert.match(await storiesRow.locator('td[data-label="Last update"]').textContent(), /^\d{4}-\d\d-\d\d$/);

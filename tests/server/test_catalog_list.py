@@ -15,7 +15,7 @@ from test_packs import PackTest  # noqa: E402
 
 SORTS = ("slug", "family", "created", "updated", "parameters", "bits_per_weight", "ratio")
 
-# Sort key of each sort, read from one listed pack; None sorts last in both directions.
+# Sort key of each sort, read from one listed pack. None sorts last in both directions.
 SORT_KEYS = {
     "slug": lambda p: p["slug"],
     "family": lambda p: p["family"],
