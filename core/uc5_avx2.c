@@ -4,9 +4,9 @@
  * dl * q - ml, which rounds once like the reference's multiply and subtract because
  * dl * q is exact in binary32 (dl = d * sc has at most 17 significant bits and q 5).
  * bf16 comes from a float rounding that equals the reference's integer round-to-nearest-
- * even, and f16 from vcvtps2ph with round-to-nearest-even.
+ * even (round_bf16), and f16 from vcvtps2ph with round-to-nearest-even.
  *
- * A block's 5-bit values are unpacked to one byte per weight in a small aligned buffer.
+ * A block's 5-bit values are unpacked to one byte per weight in a prepared_block buffer.
  * vpmovzxbd then widens 8 of them at a time straight from that buffer, which costs fewer
  * instructions than extracting and shifting register halves. */
 #include "internal.h"
@@ -45,7 +45,7 @@ UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS
 
 /* Returns the fifth bit of q for sub-block `bit` (0..7): 16 in each byte whose bit `bit` is
  * set in `qh`, else 0. The 16-bit shift moves bit `bit` of every byte to bit 4 of the same
- * byte; bits that cross into a neighbouring byte land outside bit 4 and are masked off. */
+ * byte. Bits that cross into a neighbouring byte land outside bit 4 and are masked off. */
 UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
 {
 	__m256i moved = qh;
@@ -65,24 +65,25 @@ UC_ALWAYS_INLINE __m256 dequant8(const uint8_t *q, __m256 dl, __m256 ml)
 	return _mm256_fmsub_ps(value, dl, ml);
 }
 
-/* Rounds 8 finite floats to bf16 precision, leaving the bf16 in the high half of each lane
- * and zeros in the low half. This is Veltkamp's splitting with C = 2^16 + 1: for every
- * normal binary32 of magnitude below 2^100 it equals the reference's integer rounding
- * (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000, which an exhaustive comparison over all
- * such inputs confirmed, and it maps +0 and -0 to themselves. Reconstructed weights are
- * zero or of magnitude between 2^-24 and 2^28, because d * sc * q and dmin * m are exact
- * multiples of 2^-24, so they are never subnormal and t never overflows. */
+/* Rounds 8 floats to bf16 precision by Veltkamp's splitting with C = 2^16 + 1, leaving the
+ * bf16 in the high half of each lane and zeros in the low half. An exhaustive comparison
+ * over every normal binary32 below 2^100 in magnitude found it equal to the reference's
+ * integer rounding (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000, and it keeps +0 and -0.
+ * Reconstructed weights are zero or between 2^-24 and 2^28 in magnitude, because d * sc * q
+ * and dmin * m are multiples of 2^-24 below 2^27, so none is subnormal and t never
+ * overflows. */
 UC_ALWAYS_INLINE __m256 round_bf16(__m256 value)
 {
 	__m256 t = _mm256_mul_ps(value, _mm256_set1_ps(65537.0f));
-	/* Materialise t, so that no compiler setting can fuse t - value into an FMA. */
+	/* Materialise t, so that no compiler setting contracts value * C - value into one FMA,
+	 * which would break the splitting. */
 	__asm__("" : "+x"(t));
 	return _mm256_sub_ps(t, _mm256_sub_ps(t, value));
 }
 
 /* Writes the 32 weights of one sub-block, whose quantised bytes are at `q`, as `dtype`.
- * For bf16 each 16-byte half of `q` holds the even-indexed weights of its 16 first, then
- * the odd ones, so that one shift and one OR interleave two rounded vectors into 16
+ * For bf16 each 16-byte half of `q` contains the values of its even-indexed weights first,
+ * then the odd ones, so that one shift and one OR interleave two rounded vectors into 16
  * consecutive bf16 values. */
 UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_scalar,
 				    uc_dtype dtype, uint8_t *out)
@@ -153,9 +154,10 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
-		/* Callers decode a tensor window by window in order, and uc5_decode reads every
-		 * block's scales before it runs this kernel, so fetch the blocks one window
-		 * ahead into L2 now. A prefetch never faults, even past the end of a mapping. */
+		/* Reconstruction decodes a tensor window by window in order, and uc5_decode reads
+		 * every block's scales before it runs this kernel, so fetch the next window's
+		 * blocks into L2 now. Other callers pay at most one window of unused reads, and
+		 * a prefetch never faults, even past the end of a mapping. */
 		const char *ahead = (const char *)block + nblocks * UC5_BLOCK_BYTES;
 		_mm_prefetch(ahead, _MM_HINT_T1);
 		_mm_prefetch(ahead + 64, _MM_HINT_T1);

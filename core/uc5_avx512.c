@@ -21,14 +21,13 @@ UC_ALWAYS_INLINE __m512 dequant16(__m128i q16, __m512 dl, __m512 ml)
 	return _mm512_fmsub_ps(q, dl, ml);
 }
 
-/* Rounds 16 floats to bf16 and narrows them. Veltkamp's splitting with C = 2^16 + 1 equals
- * the reference's integer rounding (u + 0x7FFF + ((u >> 16) & 1)) >> 16 for +0, -0 and
- * every normal binary32 below 2^100 in magnitude, and reconstructed weights are zero or
- * between 2^-24 and 2^28 in magnitude (see uc5_avx2.c, which uses the same rounding). */
+/* Rounds 16 floats to bf16 and narrows them, by the Veltkamp splitting of uc5_avx2.c, which
+ * equals the reference's integer rounding (u + 0x7FFF + ((u >> 16) & 1)) >> 16 for every
+ * reconstructed weight. */
 UC_ALWAYS_INLINE __m256i round_bf16(__m512 value)
 {
 	__m512 t = _mm512_mul_ps(value, _mm512_set1_ps(65537.0f));
-	__asm__("" : "+v"(t));  /* materialise t, so that t - value is never fused */
+	__asm__("" : "+v"(t));  /* materialise t, so that value * C - value is never fused */
 	__m512 rounded = _mm512_sub_ps(t, _mm512_sub_ps(t, value));
 	return _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(rounded), 16));
 }

@@ -17,7 +17,7 @@
 UC_ALWAYS_INLINE uint16x4_t round_bf16(float32x4_t value)
 {
 	float32x4_t t = vmulq_f32(value, vdupq_n_f32(65537.0f));
-	__asm__("" : "+w"(t));  /* materialise t, so that t - value is never fused */
+	__asm__("" : "+w"(t));  /* materialise t, so that value * C - value is never fused */
 	float32x4_t rounded = vsubq_f32(t, vsubq_f32(t, value));
 	return vshrn_n_u32(vreinterpretq_u32_f32(rounded), 16);
 }
