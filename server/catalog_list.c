@@ -21,30 +21,38 @@
 /* Type of a sort key, which decides how a cursor stores and binds it. */
 enum key_type { KEY_TEXT, KEY_INTEGER, KEY_REAL };
 
-/* One accepted `sort` value: the SQL key (columns of the list query), its type and the
- * direction. */
+/* One accepted `sort` value: the SQL key (columns of the list query), its type, whether
+ * it can be NULL, and the direction. */
 struct sort_key {
 	const char *name;
 	const char *sql;
 	enum key_type type;
+	int nullable;
 	int descending;
 };
 
+/* The time of the pack's newest change: a version published or verified, or an evaluation
+ * recorded, over all its versions. */
+#define UPDATED_AT_SQL \
+	"max(p.created_at, coalesce((SELECT max(max(v.created_at, coalesce(v.verified_at, 0)," \
+	" coalesce((SELECT max(e.created_at) FROM evaluations e WHERE e.version_id = v.id), 0)))" \
+	" FROM versions v WHERE v.pack_id = p.id), 0))"
+
 static const struct sort_key sort_keys[] = {
-	{ "slug", "p.slug", KEY_TEXT, 0 },
-	{ "-slug", "p.slug", KEY_TEXT, 1 },
-	{ "family", "p.family", KEY_TEXT, 0 },
-	{ "-family", "p.family", KEY_TEXT, 1 },
-	{ "created", "p.created_at", KEY_INTEGER, 0 },
-	{ "-created", "p.created_at", KEY_INTEGER, 1 },
-	{ "updated", "max(p.created_at, coalesce(c.at, 0))", KEY_INTEGER, 0 },
-	{ "-updated", "max(p.created_at, coalesce(c.at, 0))", KEY_INTEGER, 1 },
-	{ "parameters", "l.parameters", KEY_INTEGER, 0 },
-	{ "-parameters", "l.parameters", KEY_INTEGER, 1 },
-	{ "bits_per_weight", "l.bits_per_weight", KEY_REAL, 0 },
-	{ "-bits_per_weight", "l.bits_per_weight", KEY_REAL, 1 },
-	{ "ratio", "ev.ratio", KEY_REAL, 0 },
-	{ "-ratio", "ev.ratio", KEY_REAL, 1 },
+	{ "slug", "p.slug", KEY_TEXT, 0, 0 },
+	{ "-slug", "p.slug", KEY_TEXT, 0, 1 },
+	{ "family", "p.family", KEY_TEXT, 1, 0 },
+	{ "-family", "p.family", KEY_TEXT, 1, 1 },
+	{ "created", "p.created_at", KEY_INTEGER, 0, 0 },
+	{ "-created", "p.created_at", KEY_INTEGER, 0, 1 },
+	{ "updated", UPDATED_AT_SQL, KEY_INTEGER, 0, 0 },
+	{ "-updated", UPDATED_AT_SQL, KEY_INTEGER, 0, 1 },
+	{ "parameters", "l.parameters", KEY_INTEGER, 1, 0 },
+	{ "-parameters", "l.parameters", KEY_INTEGER, 1, 1 },
+	{ "bits_per_weight", "l.bits_per_weight", KEY_REAL, 1, 0 },
+	{ "-bits_per_weight", "l.bits_per_weight", KEY_REAL, 1, 1 },
+	{ "ratio", "ev.ratio", KEY_REAL, 1, 0 },
+	{ "-ratio", "ev.ratio", KEY_REAL, 1, 1 },
 };
 
 static const char *const comparators[] = { "canonical-transformer", "architecture-compatible",
@@ -213,54 +221,59 @@ enum list_column {
 
 /* One query returns each pack with its latest verified version, that version's newest
  * evaluation by id, the pack's newest change and the state of its newest version, so a
- * page costs one statement however many packs it shows. Format argument 1 is the sort
- * key, 2 the cursor condition and 3 the direction. */
+ * page costs one statement however many packs it shows. The correlated subqueries use the
+ * (pack_id, version) and evaluations_by_version indexes, and a slug sort walks the slug
+ * index and stops after the page. Format argument 1 is the sort key, 2 the cursor
+ * condition and 3 the ORDER BY terms. */
 static const char list_sql[] =
-	"WITH latest AS (SELECT v.pack_id, v.id AS version_id, v.version, v.parameters,"
-	" v.bits_per_weight, v.manifest_digest, v.total_bytes, v.verified_at, row_number() OVER"
-	" (PARTITION BY v.pack_id ORDER BY v.created_at DESC, v.id DESC) AS rn FROM versions v"
-	" WHERE v.status = 'verified' AND v.yanked_at IS NULL),"
-	" newest AS (SELECT v.pack_id, CASE WHEN v.yanked_at IS NOT NULL THEN 'yanked' ELSE"
-	" v.status END AS state, row_number() OVER (PARTITION BY v.pack_id ORDER BY"
-	" v.created_at DESC, v.id DESC) AS rn FROM versions v),"
-	" evaluation AS (SELECT e.version_id, e.metric, e.comparator, e.ratio, row_number() OVER"
-	" (PARTITION BY e.version_id ORDER BY e.id DESC) AS rn FROM evaluations e),"
-	" changed AS (SELECT v.pack_id, max(max(v.created_at, coalesce(v.verified_at, 0),"
-	" coalesce(e.created_at, 0))) AS at FROM versions v LEFT JOIN evaluations e ON"
-	" e.version_id = v.id GROUP BY v.pack_id)"
-	" SELECT p.id, p.slug, p.name, p.family, p.created_at, l.version, l.parameters,"
+	"SELECT p.id, p.slug, p.name, p.family, p.created_at, l.version, l.parameters,"
 	" l.bits_per_weight, l.manifest_digest, l.total_bytes, l.verified_at, ev.metric,"
-	" ev.comparator, ev.ratio, max(p.created_at, coalesce(c.at, 0)),"
-	" CASE WHEN l.version IS NOT NULL THEN 'verified' ELSE n.state END, %1$s AS sort_key"
-	" FROM packs p LEFT JOIN latest l ON l.pack_id = p.id AND l.rn = 1"
-	" LEFT JOIN evaluation ev ON ev.version_id = l.version_id AND ev.rn = 1"
-	" LEFT JOIN newest n ON n.pack_id = p.id AND n.rn = 1"
-	" LEFT JOIN changed c ON c.pack_id = p.id"
+	" ev.comparator, ev.ratio, " UPDATED_AT_SQL ","
+	" CASE WHEN l.id IS NOT NULL THEN 'verified' ELSE (SELECT CASE WHEN n.yanked_at IS NOT"
+	" NULL THEN 'yanked' ELSE n.status END FROM versions n WHERE n.pack_id = p.id ORDER BY"
+	" n.created_at DESC, n.id DESC LIMIT 1) END, %1$s AS sort_key"
+	" FROM packs p LEFT JOIN versions l ON l.id = (SELECT v.id FROM versions v WHERE"
+	" v.pack_id = p.id AND v.status = 'verified' AND v.yanked_at IS NULL ORDER BY"
+	" v.created_at DESC, v.id DESC LIMIT 1)"
+	" LEFT JOIN evaluations ev ON ev.id = (SELECT max(e.id) FROM evaluations e WHERE"
+	" e.version_id = l.id)"
 	" WHERE (?1 IS NULL OR p.family = ?1)"
 	" AND (?2 IS NULL OR EXISTS (SELECT 1 FROM evaluations e JOIN versions v2 ON"
 	" v2.id = e.version_id WHERE v2.pack_id = p.id AND v2.status = 'verified' AND"
 	" e.comparator = ?2))"
 	" AND (?3 IS NULL OR p.slug LIKE ?3 ESCAPE '\\' OR p.name LIKE ?3 ESCAPE '\\')"
 	" AND %2$s"
-	" ORDER BY sort_key IS NULL, sort_key %3$s, p.id %3$s LIMIT ?6";
+	" ORDER BY %3$s LIMIT ?6";
 
 /* Writes the list query for `sort` into `sql`. The cursor condition keeps rows after
  * the cursor's (key, id): a row with a NULL key follows every row with a key, and rows
- * with a NULL key follow each other by id. */
-static void build_list_sql(const struct sort_key *sort, const struct cursor *cursor, char *sql,
-			   size_t size)
+ * with a NULL key follow each other by id. Returns -1 when `size` is too small. */
+static int build_list_sql(const struct sort_key *sort, const struct cursor *cursor, char *sql,
+			  size_t size)
 {
 	const char *op = sort->descending ? "<" : ">";
-	char condition[256];
+	const char *direction = sort->descending ? "DESC" : "ASC";
+	char condition[1024], order[128];
+	int n;
 
 	if (!cursor)
-		snprintf(condition, sizeof condition, "1");
+		n = snprintf(condition, sizeof condition, "1");
 	else if (cursor->key_null)
-		snprintf(condition, sizeof condition, "(%s IS NULL AND p.id %s ?5)", sort->sql, op);
+		n = snprintf(condition, sizeof condition, "(%s IS NULL AND p.id %s ?5)", sort->sql, op);
+	else if (sort->nullable)
+		n = snprintf(condition, sizeof condition, "(%s IS NULL OR (%s, p.id) %s (?4, ?5))",
+			     sort->sql, sort->sql, op);
 	else
-		snprintf(condition, sizeof condition, "(%s IS NULL OR (%s, p.id) %s (?4, ?5))",
-			 sort->sql, sort->sql, op);
-	snprintf(sql, size, list_sql, sort->sql, condition, sort->descending ? "DESC" : "ASC");
+		n = snprintf(condition, sizeof condition, "((%s, p.id) %s (?4, ?5))", sort->sql, op);
+	if (n < 0 || (size_t)n >= sizeof condition)
+		return -1;
+
+	/* Only a nullable key gets the IS NULL term, because that term keeps SQLite from
+	 * reading the slug index in order. */
+	snprintf(order, sizeof order, "%ssort_key %s, p.id %s",
+		 sort->nullable ? "sort_key IS NULL, " : "", direction, direction);
+	n = snprintf(sql, size, list_sql, sort->sql, condition, order);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
 static json_t *column_text_or_null(sqlite3_stmt *stmt, int column)
@@ -356,8 +369,12 @@ enum MHD_Result reg_packs_list(reg_request *req)
 	if (q && strlen(q) > 200)
 		return bad_query(req, "q", q, "at most 200 characters");
 
-	char sql[3072];
-	build_list_sql(sort, cursor_text ? &cursor : NULL, sql, sizeof sql);
+	char sql[4096];
+	if (build_list_sql(sort, cursor_text ? &cursor : NULL, sql, sizeof sql) != 0) {
+		REG_ERROR("catalog list query for sort=%s does not fit in %zu bytes", sort->name,
+			  sizeof sql);
+		return reg_respond_catalog_error(req);
+	}
 	sqlite3 *db = reg_db_thread();
 	sqlite3_stmt *stmt = db ? reg_db_prepare(db, sql) : NULL;
 	if (!stmt)
