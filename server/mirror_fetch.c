@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "log.h"
+#include "uc_hash.h"
 
 #define FETCH_URL_MAX 8192
 #define CONNECT_TIMEOUT_SECONDS 30L
@@ -31,6 +32,7 @@ struct slot {
 	uint64_t offset;   /* where the body's first byte goes */
 	uint64_t written;
 	long status;       /* 0 until the first body byte */
+	uc_sha256 *hash;   /* over bytes 0 .. offset + written */
 	char range[64];
 	char error[CURL_ERROR_SIZE];
 	struct curl_slist *headers;
@@ -193,6 +195,9 @@ static size_t on_file_body(char *data, size_t size, size_t count, void *user)
 				 " byte 0", item->path);
 			if (ftruncate(s->fd, 0) != 0)
 				return 0;
+			uc_sha256_free(s->hash);
+			if (!(s->hash = uc_sha256_new()))
+				return 0;
 			s->offset = 0;
 			item->resumed_from = 0;
 		} else if (s->status != 200 && s->status != 206) {
@@ -219,7 +224,27 @@ static size_t on_file_body(char *data, size_t size, size_t count, void *user)
 		left -= (size_t)w;
 		s->written += (uint64_t)w;
 	}
+	uc_sha256_update(s->hash, data, n);
 	return n;
+}
+
+/* Hashes the first `length` bytes of `fd` into `hash`. Returns 0 or -1. */
+static int hash_prefix(int fd, uint64_t length, uc_sha256 *hash)
+{
+	static char buffer[1 << 16];
+	uint64_t done = 0;
+
+	while (done < length) {
+		size_t want = length - done < sizeof buffer ? (size_t)(length - done) : sizeof buffer;
+		ssize_t got = pread(fd, buffer, want, (off_t)done);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		uc_sha256_update(hash, buffer, (size_t)got);
+		done += (uint64_t)got;
+	}
+	return 0;
 }
 
 /* Opens the item's file and starts its transfer on `s`. Returns 1 when a transfer was
@@ -249,13 +274,23 @@ static int start_item(reg_fetch *fetch, struct slot *s, reg_fetch_item *item)
 		have = 0;
 	}
 	item->resumed_from = have;
+	uc_sha256 *hash = uc_sha256_new();
+	if (!hash || hash_prefix(fd, have, hash) != 0) {
+		snprintf(item->error, sizeof item->error, "cannot read %s", item->file);
+		uc_sha256_free(hash);
+		close(fd);
+		return 0;
+	}
 	if (have == item->size) {
+		uc_sha256_final(hash, item->sha256);
+		uc_sha256_free(hash);
 		item->ok = 1;
 		close(fd);
 		return 0;
 	}
 
 	s->item = item;
+	s->hash = hash;
 	s->fd = fd;
 	s->offset = have;
 	s->written = 0;
@@ -282,6 +317,7 @@ static void finish_item(reg_fetch *fetch, struct slot *s, CURLcode result)
 	curl_multi_remove_handle(fetch->multi, s->easy);
 	if (result == CURLE_OK && (status == 200 || status == 206) &&
 	    s->offset + s->written == item->size) {
+		uc_sha256_final(s->hash, item->sha256);
 		item->ok = 1;
 	} else if (item->error[0] == '\0') {
 		if (result != CURLE_OK && status < 300)
@@ -299,6 +335,8 @@ static void finish_item(reg_fetch *fetch, struct slot *s, CURLcode result)
 		item->transient = status == 0 || status >= 500 || status == 416 || status == 429 ||
 			(status < 300 && result != CURLE_WRITE_ERROR);
 	}
+	uc_sha256_free(s->hash);
+	s->hash = NULL;
 	close(s->fd);
 	s->fd = -1;
 	s->item = NULL;

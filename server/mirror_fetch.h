@@ -23,13 +23,15 @@ long reg_fetch_get(reg_fetch *fetch, const char *path, size_t limit, char **body
 
 /* One file download: GET base_url+path into `file`, which must end up exactly `size`
  * bytes long. Bytes already in `file` are kept and the rest asked for with Range; a 200
- * answer to that request rewrites the file from byte 0. */
+ * answer to that request rewrites the file from byte 0. The file is hashed while it is
+ * written (kept bytes are read and hashed first), so the caller needs no second pass. */
 typedef struct {
 	const char *path;    /* borrowed */
 	const char *file;    /* borrowed */
 	uint64_t size;
 	uint64_t resumed_from; /* out: bytes kept from an earlier attempt */
 	int ok;              /* out: 1 when the file has `size` bytes */
+	uint8_t sha256[32];  /* out: SHA-256 of the whole file, set when ok */
 	int transient;       /* out: the failure may go away on retry (network, 5xx) */
 	char error[256];     /* out: why it failed */
 } reg_fetch_item;

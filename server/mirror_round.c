@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "mirror_catalog.h"
+#include "mirror_verify.h"
 #include "snapshot_verify.h"
 #include "uc_hash.h"
 #include "uc_pack.h"
@@ -219,6 +220,11 @@ static int collect_everything(struct round *r)
 	return 0;
 }
 
+static double seconds_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
 static const char *upstream_string(const struct entry *e, const char *name)
 {
 	return json_string_value(json_object_get(e->upstream, name));
@@ -315,22 +321,16 @@ static struct download *find_download(struct download *list, size_t n, const cha
 	return NULL;
 }
 
-/* Hashes a complete download and installs it in the blob store. Returns 0, or -1 with
- * `why` set (the file is removed so the next attempt starts from byte 0). */
-static int install_download(struct round *r, struct download *d, uint64_t size, char *why,
-			    size_t why_size)
+/* Installs a complete download whose SHA-256 (computed while it was written) is `sha256`
+ * in the blob store. Returns 0, or -1 with `why` set; on a digest mismatch the file is
+ * removed so the next attempt starts from byte 0. */
+static int install_download(struct round *r, struct download *d, const uint8_t *sha256,
+			    uint64_t size, char *why, size_t why_size)
 {
-	uint8_t digest[UC_SHA256_BYTES];
 	char actual[UC_SHA256_HEX_CHARS + 1];
-	uint64_t hashed = 0;
-	uc_error err;
 
-	if (uc_sha256_file(d->file, digest, &hashed, &err) != UC_OK) {
-		snprintf(why, why_size, "cannot hash shard %s: %.400s", d->hex, err.message);
-		return -1;
-	}
-	uc_sha256_to_hex(digest, actual);
-	if (strcmp(actual, d->hex) != 0 || hashed != size) {
+	uc_sha256_to_hex(sha256, actual);
+	if (strcmp(actual, d->hex) != 0) {
 		snprintf(why, why_size, "shard %s from upstream hashes to %s; refused", d->hex, actual);
 		unlink(d->file);
 		return -1;
@@ -385,7 +385,11 @@ static void download_shards(struct round *r)
 			n++;
 		}
 	}
+	struct timespec start, fetched, end;
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	reg_fetch_files(r->ctx->fetch, items, n);
+	clock_gettime(CLOCK_MONOTONIC, &fetched);
+	uint64_t bytes = 0;
 
 	for (size_t k = 0; k < n; k++) {
 		char why[512];
@@ -394,8 +398,10 @@ static void download_shards(struct round *r)
 				 items[k].resumed_from);
 		if (!items[k].ok) {
 			snprintf(why, sizeof why, "%s", items[k].error);
-		} else if (install_download(r, &downloads[k], sizes[k], why, sizeof why) == 0) {
+		} else if (install_download(r, &downloads[k], items[k].sha256, sizes[k], why,
+					    sizeof why) == 0) {
 			downloads[k].installed = 1;
+			bytes += sizes[k];
 			continue;
 		}
 		/* Refuse every entry that needs this shard. */
@@ -408,48 +414,33 @@ static void download_shards(struct round *r)
 			}
 		}
 	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	REG_INFO("mirror: installed %" PRIu64 " bytes in %zu shards: %.3f s downloading and"
+		 " hashing, %.3f s installing (fsync, rename)", bytes, n, seconds_between(&start,
+		 &fetched), seconds_between(&fetched, &end));
 out:
 	free(downloads);
 	free(items);
 	free(sizes);
 }
 
-/* Verifies an entry whose shards are all in the blob store and publishes it. */
-static void verify_and_publish(struct round *r, struct entry *e)
+/* Publishes an entry after its local verification (`job`) passed. */
+static void publish_verified(struct round *r, struct entry *e, const reg_mirror_verify_job *job)
 {
-	uc_verify_options options;
-	uc_report *report = NULL;
-	uc_error err;
-
-	struct timespec start, end;
-
-	uc_verify_options_init(&options);
-	options.threads = 1;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	uc_status status = uc_verify_manifest(e->manifest, e->manifest_len, reg_state.blob_dir,
-					      &options, &report, &err);
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	double seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) / 1e9;
-	atomic_fetch_add(&reg_state.verify_runs, 1);
-	atomic_fetch_add(&reg_state.verify_microseconds, (uint64_t)(seconds * 1e6));
-	if (status != UC_OK) {
-		refuse(r, e, "version", 1, "verification could not run: %s", err.message);
+	if (job->status != UC_OK) {
+		refuse(r, e, "version", 1, "verification could not run: %s", job->error);
 		return;
 	}
-	char *report_json = uc_report_to_json(report);
-	uc_verdict verdict = uc_report_verdict(report);
-	uc_report_free(report);
-	if (verdict != UC_VERDICT_OK) {
+	if (job->verdict != UC_VERDICT_OK) {
 		refuse(r, e, "version", 0, "local verification failed (%s); not published",
-		       uc_verdict_name(verdict));
-		uc_free(report_json);
+		       uc_verdict_name(job->verdict));
 		return;
 	}
 	int yanked = json_is_true(json_object_get(e->upstream, "yanked"));
 	reg_mirror_version v = {
 		.slug = e->slug, .version = e->version, .manifest = e->manifest,
 		.manifest_len = e->manifest_len, .digest = upstream_string(e, "manifest_sha256"),
-		.parsed = e->parsed, .report_json = report_json, .verify_seconds = seconds,
+		.parsed = e->parsed, .report_json = job->report_json, .verify_seconds = job->seconds,
 		.yank_reason = yanked ? (e->yank_reason ? e->yank_reason : "yanked upstream") : NULL,
 		.owner_token = r->ctx->owner_token,
 	};
@@ -459,7 +450,41 @@ static void verify_and_publish(struct round *r, struct entry *e)
 	} else {
 		refuse(r, e, "catalog", 1, "cannot publish in the local catalog");
 	}
-	uc_free(report_json);
+}
+
+/* Verifies every entry whose shards are all installed, in parallel, then publishes the
+ * ones that passed. */
+static void verify_and_publish(struct round *r)
+{
+	size_t count = 0;
+	for (size_t i = 0; i < r->count; i++)
+		count += r->entries[i].fetch;
+	if (count == 0)
+		return;
+	reg_mirror_verify_job *jobs = calloc(count, sizeof *jobs);
+	struct entry **owners = calloc(count, sizeof *owners);
+	if (!jobs || !owners) {
+		free(jobs);
+		free(owners);
+		r->transient = 1;
+		return;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < r->count; i++) {
+		if (!r->entries[i].fetch)
+			continue;
+		owners[n] = &r->entries[i];
+		jobs[n].manifest = r->entries[i].manifest;
+		jobs[n].manifest_len = r->entries[i].manifest_len;
+		n++;
+	}
+	reg_mirror_verify_all(jobs, n);
+	for (size_t k = 0; k < n; k++) {
+		publish_verified(r, owners[k], &jobs[k]);
+		uc_free(jobs[k].report_json);
+	}
+	free(jobs);
+	free(owners);
 }
 
 void reg_mirror_run_round(reg_mirror_context *ctx)
@@ -498,10 +523,7 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 			fetch_manifest(&r, &r.entries[i]);
 	}
 	download_shards(&r);
-	for (size_t i = 0; i < r.count; i++) {
-		if (r.entries[i].fetch)
-			verify_and_publish(&r, &r.entries[i]);
-	}
+	verify_and_publish(&r);
 	if (!r.transient) {
 		state.accepted_serial = r.snapshot.serial;
 		state.accepted_generated_at = r.snapshot.generated_at;
@@ -513,8 +535,7 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	REG_INFO("mirror: round to serial %" PRId64 " %s in %.3f s: %zu versions reconciled, %zu"
 		 " published, %zu refused", r.snapshot.serial, r.transient ? "incomplete, will retry"
-		 : "applied", (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec)
-		 / 1e9, r.count, r.published, r.refused);
+		 : "applied", seconds_between(&start, &end), r.count, r.published, r.refused);
 out:
 	round_clear(&r);
 }

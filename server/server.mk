@@ -12,6 +12,7 @@ server_ucregd_SOURCES = \
 	server/log.c server/log.h \
 	server/db.c server/db.h \
 	server/http.c server/http.h \
+	server/cache.c server/cache.h \
 	server/routes.c server/routes.h \
 	server/auth.c server/auth.h \
 	server/blobs.c server/blobs.h \
@@ -27,6 +28,7 @@ server_ucregd_SOURCES = \
 	server/mirror.c server/mirror.h \
 	server/mirror_round.c server/mirror_round.h \
 	server/mirror_catalog.c server/mirror_catalog.h \
+	server/mirror_verify.c server/mirror_verify.h \
 	server/mirror_fetch.c server/mirror_fetch.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
 server_ucregd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
