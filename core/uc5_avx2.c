@@ -6,9 +6,10 @@
  * bf16 comes from a float rounding that equals the reference's integer round-to-nearest-
  * even (round_bf16), and f16 from vcvtps2ph with round-to-nearest-even.
  *
- * A block's 5-bit values are unpacked to one byte per weight in a prepared_block buffer.
- * vpmovzxbd then widens 8 of them at a time straight from that buffer, which costs fewer
- * instructions than extracting and shifting register halves. */
+ * A block's 5-bit values are unpacked to one 16-bit word per weight in a prepared_block
+ * buffer. Read as fp16, a word q is the subnormal q * 2^-24, so vcvtph2ps turns 8 of them
+ * into exact floats in one instruction, and dl carries the factor 2^24 back (an exact
+ * power-of-two scaling, so (q * 2^-24) * (dl * 2^24) is exactly q * dl). */
 #include "internal.h"
 
 #include <immintrin.h>
@@ -17,9 +18,11 @@
 
 #define UC_ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Computes dl[j] = f16(d) * sc[j] and ml[j] = f16(dmin) * m[j] for the 8 sub-blocks, the
- * same binary32 products as ucp_uc5_block_factors. vcvtph2ps converts every finite fp16,
- * subnormals included, exactly. */
+/* Computes dl[j] = f16(d) * 2^24 * sc[j] and ml[j] = f16(dmin) * m[j] for the 8 sub-blocks:
+ * ml and dl / 2^24 are the same binary32 products as ucp_uc5_block_factors. vcvtph2ps
+ * converts every finite fp16, subnormals included, exactly.
+ * NOTE: that it ignores MXCSR.DAZ, which a caller may have set, was checked on AMD Zen 3
+ * only; the reference never sees a binary32 subnormal, so DAZ cannot change it. */
 UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS],
 				    float ml[UC5_SUBBLOCKS])
 {
@@ -35,7 +38,7 @@ UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS
 		     (uint64_t)(((high >> 4) & 0x0F0F0F0Fu) | ((mid >> 2) & 0x30303030u)) << 32;
 
 	__m128 d_dmin = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ucp_load_le32(block + UC5_OFFSET_D)));
-	__m256 d = _mm256_broadcastss_ps(d_dmin);
+	__m256 d = _mm256_mul_ps(_mm256_broadcastss_ps(d_dmin), _mm256_set1_ps(0x1p24f));
 	__m256 dmin = _mm256_broadcastss_ps(_mm_movehdup_ps(d_dmin));
 	__m256 sc_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)sc)));
 	__m256 m_f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)m)));
@@ -56,12 +59,11 @@ UC_ALWAYS_INLINE __m256i fifth_bits(__m256i qh, int bit)
 	return _mm256_and_si256(moved, _mm256_set1_epi8(16));
 }
 
-/* Reconstructs 8 weights from the 8 quantised bytes at `q`, with one rounding (see the
- * file comment for why the fused operation equals the reference). */
-UC_ALWAYS_INLINE __m256 dequant8(const uint8_t *q, __m256 dl, __m256 ml)
+/* Reconstructs 8 weights from the 8 quantised words at `q` with one rounding. `dl` carries
+ * the factor 2^24 (see the file comment for why this equals the reference). */
+UC_ALWAYS_INLINE __m256 dequant8(const uint16_t *q, __m256 dl, __m256 ml)
 {
-	__m128i bytes = _mm_loadl_epi64((const __m128i *)q);
-	__m256 value = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes));
+	__m256 value = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)q));
 	return _mm256_fmsub_ps(value, dl, ml);
 }
 
@@ -81,11 +83,12 @@ UC_ALWAYS_INLINE __m256 round_bf16(__m256 value)
 	return _mm256_sub_ps(t, _mm256_sub_ps(t, value));
 }
 
-/* Writes the 32 weights of one sub-block, whose quantised bytes are at `q`, as `dtype`.
- * For bf16 each 16-byte half of `q` contains the values of its even-indexed weights first,
- * then the odd ones, so that one shift and one OR interleave two rounded vectors into 16
- * consecutive bf16 values. */
-UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_scalar,
+/* Writes the 32 weights of one sub-block, whose quantised words are at `q`, as `dtype`.
+ * `q` contains 8-weight groups in the order prepare_block stores them: for f32 and f16
+ * weights 0-7, 16-23, 8-15, 24-31, and for bf16 the even-indexed weights of 0-15, of 16-31,
+ * then the odd-indexed ones, so that one shift and one OR interleave two rounded vectors
+ * into 16 consecutive bf16 values. */
+UC_ALWAYS_INLINE void emit_subblock(const uint16_t *q, float dl_scalar, float ml_scalar,
 				    uc_dtype dtype, uint8_t *out)
 {
 	__m256 dl = _mm256_set1_ps(dl_scalar);
@@ -94,8 +97,8 @@ UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_
 	if (dtype == UC_DTYPE_BF16) {
 #pragma GCC unroll 2
 		for (int half = 0; half < 2; half++) {
-			__m256i even = _mm256_castps_si256(round_bf16(dequant8(q + 16 * half, dl, ml)));
-			__m256i odd = _mm256_castps_si256(round_bf16(dequant8(q + 16 * half + 8, dl, ml)));
+			__m256i even = _mm256_castps_si256(round_bf16(dequant8(q + 8 * half, dl, ml)));
+			__m256i odd = _mm256_castps_si256(round_bf16(dequant8(q + 16 + 8 * half, dl, ml)));
 			__m256i packed = _mm256_or_si256(_mm256_srli_epi32(even, 16), odd);
 			_mm256_storeu_si256((__m256i *)out + half, packed);
 		}
@@ -103,7 +106,8 @@ UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_
 	}
 #pragma GCC unroll 4
 	for (int i = 0; i < 4; i++) {
-		__m256 w = dequant8(q + 8 * i, dl, ml);
+		static const int group_offset[4] = { 0, 16, 8, 24 };  /* words of weights 8i..8i+7 */
+		__m256 w = dequant8(q + group_offset[i], dl, ml);
 		if (dtype == UC_DTYPE_F32)
 			_mm256_storeu_ps((float *)out + 8 * i, w);
 		else
@@ -111,16 +115,17 @@ UC_ALWAYS_INLINE void emit_subblock(const uint8_t *q, float dl_scalar, float ml_
 	}
 }
 
-/* One block's decoding inputs: its 256 quantised values, one byte each, and its factors. */
+/* One block's decoding inputs: its 256 quantised values, one 16-bit word each, and its
+ * factors. */
 typedef struct {
-	_Alignas(32) uint8_t q[UC5_SUBBLOCKS][UC5_SUBBLOCK_WEIGHTS];
+	_Alignas(32) uint16_t q[UC5_SUBBLOCKS][UC5_SUBBLOCK_WEIGHTS];
 	_Alignas(32) float dl[UC5_SUBBLOCKS];
 	_Alignas(32) float ml[UC5_SUBBLOCKS];
 } prepared_block;
 
-/* Unpacks the 5-bit values and computes the factors of one block. For bf16 the values of
- * each 16-weight half of a sub-block are stored even-indexed weights first (see
- * emit_subblock). */
+/* Unpacks the 5-bit values and computes the factors of one block. vpunpck{l,h}bw widen
+ * within 128-bit lanes, which sets the group order described at emit_subblock; for bf16
+ * the bytes are first sorted even-indexed weights first within each 16-weight half. */
 UC_ALWAYS_INLINE void prepare_block(const uint8_t *block, uc_dtype dtype, prepared_block *prepared)
 {
 	const __m256i nibble = _mm256_set1_epi8(15);
@@ -138,9 +143,13 @@ UC_ALWAYS_INLINE void prepare_block(const uint8_t *block, uc_dtype dtype, prepar
 			qs = _mm256_shuffle_epi8(qs, even_odd);
 		__m256i low = _mm256_and_si256(qs, nibble);
 		__m256i high = _mm256_and_si256(_mm256_srli_epi16(qs, 4), nibble);
-		_mm256_store_si256((__m256i *)prepared->q[2 * c], _mm256_or_si256(low, fifth_bits(qh, 2 * c)));
-		_mm256_store_si256((__m256i *)prepared->q[2 * c + 1],
-				   _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1)));
+		__m256i q0 = _mm256_or_si256(low, fifth_bits(qh, 2 * c));
+		__m256i q1 = _mm256_or_si256(high, fifth_bits(qh, 2 * c + 1));
+		__m256i zero = _mm256_setzero_si256();
+		_mm256_store_si256((__m256i *)prepared->q[2 * c], _mm256_unpacklo_epi8(q0, zero));
+		_mm256_store_si256((__m256i *)prepared->q[2 * c] + 1, _mm256_unpackhi_epi8(q0, zero));
+		_mm256_store_si256((__m256i *)prepared->q[2 * c + 1], _mm256_unpacklo_epi8(q1, zero));
+		_mm256_store_si256((__m256i *)prepared->q[2 * c + 1] + 1, _mm256_unpackhi_epi8(q1, zero));
 	}
 }
 
