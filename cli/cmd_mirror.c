@@ -1,7 +1,7 @@
 /* uc mirror: replicate a registry's verified versions into a plain directory tree that
- * any web server can serve. The same rules as a ucregd mirror apply: the snapshot must be
- * signed by the upstream key, unexpired and not older than the last one accepted here;
- * every name from upstream is validated before it becomes a path; every shard is hashed
+ * any web server can serve, under the same rules as a ucregd mirror. The snapshot must be
+ * signed by the upstream key, unexpired and not older than the last one accepted here.
+ * Every name from upstream is validated before it becomes a path. Every shard is hashed
  * and every version fully verified before it appears under DIR/packs. */
 #include "config.h"
 
@@ -41,7 +41,7 @@ static const char mirror_usage[] =
 	"                         suffixes are powers of 1024)\n"
 	"  -h, --help             show this help\n"
 	"\n"
-	"Exit status: 0 every version mirrored, 1 a version was refused or a transfer failed\n"
+	"Exit status: 0 every version mirrored, 1 a version was rejected or a transfer failed\n"
 	"(each is printed; the rest is mirrored), 2 usage error or rejected snapshot.\n";
 
 #define MIRROR_PATH_MAX 4096
@@ -100,7 +100,7 @@ static int make_dir(const char *path)
 	return -1;
 }
 
-/* Returns 1 when `path` holds a file whose SHA-256 is `hex`. */
+/* Returns 1 when `path` is a file whose SHA-256 is `hex`. */
 static int file_has_digest(const char *path, const char *hex)
 {
 	uint8_t digest[UC_SHA256_BYTES];
@@ -113,17 +113,17 @@ static int file_has_digest(const char *path, const char *hex)
 	return strcmp(actual, hex) == 0;
 }
 
-static int refuse(struct mirror *m, const char *slug, const char *version, const char *fmt, ...)
+static int reject(struct mirror *m, const char *slug, const char *version, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int refuse(struct mirror *m, const char *slug, const char *version, const char *fmt, ...)
+static int reject(struct mirror *m, const char *slug, const char *version, const char *fmt, ...)
 {
 	char message[1024];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(message, sizeof message, fmt, ap);
 	va_end(ap);
-	cli_error("mirror", "%s@%s refused: %s", slug, version, message);
+	cli_error("mirror", "%s@%s rejected: %s", slug, version, message);
 	m->failures++;
 	return -1;
 }
@@ -141,7 +141,7 @@ static int download_shard(struct mirror *m, const char *slug, const char *versio
 	if (!f) {
 		if (fd >= 0)
 			close(fd);
-		return refuse(m, slug, version, "cannot open %s: %s", path, strerror(errno));
+		return reject(m, slug, version, "cannot open %s: %s", path, strerror(errno));
 	}
 	if (fstat(fileno(f), &st) == 0)
 		have = (uint64_t)st.st_size;
@@ -173,7 +173,7 @@ static int download_shard(struct mirror *m, const char *slug, const char *versio
 	net_response_clear(&r);
 	if (!file_has_digest(path, shard->file)) {
 		unlink(path);
-		return refuse(m, slug, version, "shard %s from upstream does not hash to its digest",
+		return reject(m, slug, version, "shard %s from upstream does not hash to its digest",
 			      shard->file);
 	}
 	return 0;
@@ -200,14 +200,14 @@ static uc_manifest *fetch_manifest(struct mirror *m, const char *slug, const cha
 	uc_sha256_buffer(r.body, r.body_len, sha);
 	uc_sha256_to_hex(sha, hex);
 	if (strcmp(hex, digest) != 0) {
-		refuse(m, slug, version, "manifest hashes to %s, the signed snapshot says %s", hex, digest);
+		reject(m, slug, version, "manifest hashes to %s, the signed snapshot says %s", hex, digest);
 	} else if (uc_manifest_parse(r.body, r.body_len, &manifest, &err) != UC_OK) {
-		refuse(m, slug, version, "manifest is invalid: %s", err.message);
+		reject(m, slug, version, "manifest is invalid: %s", err.message);
 	} else {
 		snprintf(path, sizeof path, "%s/manifest.json", staging);
 		FILE *f = fopen(path, "wb");
 		if (!f || fwrite(r.body, 1, r.body_len, f) != r.body_len) {
-			refuse(m, slug, version, "cannot write %s", path);
+			reject(m, slug, version, "cannot write %s", path);
 			uc_manifest_free(manifest);
 			manifest = NULL;
 		}
@@ -228,11 +228,11 @@ static int verify_staging(struct mirror *m, const char *slug, const char *versio
 	uc_verify_options_init(&options);
 	options.threads = m->threads;
 	if (uc_verify_pack(staging, &options, &report, &err) != UC_OK)
-		return refuse(m, slug, version, "verification could not run: %s", err.message);
+		return reject(m, slug, version, "verification could not run: %s", err.message);
 	uc_verdict verdict = uc_report_verdict(report);
 	uc_report_free(report);
 	if (verdict != UC_VERDICT_OK)
-		return refuse(m, slug, version, "verification failed: %s", uc_verdict_name(verdict));
+		return reject(m, slug, version, "verification failed: %s", uc_verdict_name(verdict));
 	return 0;
 }
 
@@ -263,7 +263,7 @@ static void mirror_version(struct mirror *m, const char *slug, const char *versi
 		char hex[UC_SHA256_HEX_CHARS + 1];
 		uc_sha256_to_hex(shard->sha256, hex);
 		if (!digest_valid(shard->file) || strcmp(shard->file, hex) != 0) {
-			rc = refuse(m, slug, version, "shard file name '%.100s' is not its SHA-256",
+			rc = reject(m, slug, version, "shard file name '%.100s' is not its SHA-256",
 				    shard->file);
 			break;
 		}
@@ -357,7 +357,7 @@ static void apply_snapshot(struct mirror *m, const reg_snapshot *snapshot)
 		const char *digest = json_string_value(json_object_get(entry, "manifest_sha256"));
 		const char *status = json_string_value(json_object_get(entry, "status"));
 		if (!name_valid(slug) || !name_valid(version) || !digest_valid(digest)) {
-			cli_error("mirror", "refused the upstream entry '%.100s@%.100s' (manifest"
+			cli_error("mirror", "rejected the upstream entry '%.100s@%.100s' (manifest"
 				  " '%.80s'): invalid slug, version or digest", slug, version, digest);
 			m->failures++;
 			continue;

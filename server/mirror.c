@@ -1,7 +1,6 @@
-/* The follower thread of a mirror. One round: fetch and check the signed snapshot, pick
- * the versions to reconcile (all of them in the first round after start, otherwise the
- * ones named by the change feed since the last accepted serial), download what is
- * missing, verify, publish, and apply yanks and deletions. */
+/* The follower thread of a mirror, its status route and the 405 for writes. Each round
+ * (mirror_round.c) reconciles every version in the first round after start, and
+ * afterwards only the versions the change feed names since the last accepted serial. */
 #include "config.h"
 
 #include "mirror.h"

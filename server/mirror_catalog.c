@@ -34,7 +34,9 @@ static int find_owner(sqlite3 *db, const char *name, int64_t *owner)
 	if (rc == SQLITE_ROW)
 		*owner = sqlite3_column_int64(stmt, 0);
 	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int reg_mirror_catalog_init(sqlite3 *db, const char *upstream, int64_t *owner_token)
@@ -175,7 +177,9 @@ int reg_mirror_find_version(sqlite3 *db, const char *slug, const char *version,
 		out->yanked = sqlite3_column_int(stmt, 2);
 	}
 	sqlite3_finalize(stmt);
-	return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static int64_t ensure_pack(sqlite3 *db, const reg_mirror_version *v)

@@ -172,7 +172,7 @@ long reg_fetch_get(reg_fetch *fetch, const char *path, size_t limit, char **body
 	if (status == 200 && !b.data)
 		b.data = calloc(1, 1);
 	if (status != 200 || !b.data) {
-		snprintf(error, error_size, "GET %s%s answered HTTP %ld", fetch->base_url, path, status);
+		snprintf(error, error_size, "GET %s%s returned HTTP %ld", fetch->base_url, path, status);
 		free(b.data);
 		return status == 200 ? -1 : status;
 	}
@@ -191,7 +191,7 @@ static size_t on_file_body(char *data, size_t size, size_t count, void *user)
 		curl_easy_getinfo(s->easy, CURLINFO_RESPONSE_CODE, &s->status);
 		if (s->status == 200 && s->offset > 0) {
 			/* The server ignored Range: its body starts at byte 0. */
-			REG_INFO("upstream answered 200 to a Range request for %s; restarting from"
+			REG_INFO("upstream returned 200 to a Range request for %s; restarting from"
 				 " byte 0", item->path);
 			if (ftruncate(s->fd, 0) != 0)
 				return 0;
@@ -324,7 +324,7 @@ static void finish_item(reg_fetch *fetch, struct slot *s, CURLcode result)
 			snprintf(item->error, sizeof item->error, "GET %.100s failed: %.130s", item->path,
 				 s->error[0] ? s->error : curl_easy_strerror(result));
 		else if (status >= 300)
-			snprintf(item->error, sizeof item->error, "GET %s answered HTTP %ld", item->path,
+			snprintf(item->error, sizeof item->error, "GET %s returned HTTP %ld", item->path,
 				 status);
 		else
 			snprintf(item->error, sizeof item->error, "GET %s ended after %" PRIu64 " of %"

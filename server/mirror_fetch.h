@@ -23,7 +23,7 @@ long reg_fetch_get(reg_fetch *fetch, const char *path, size_t limit, char **body
 
 /* One file download: GET base_url+path into `file`, which must end up exactly `size`
  * bytes long. Bytes already in `file` are kept and the rest asked for with Range; a 200
- * answer to that request rewrites the file from byte 0. The file is hashed while it is
+ * response to that request rewrites the file from byte 0. The file is hashed while it is
  * written (kept bytes are read and hashed first), so the caller needs no second pass. */
 typedef struct {
 	const char *path;    /* borrowed */

@@ -1,9 +1,9 @@
 /* One follower round. Names and digests from upstream are checked with the daemon's own
  * validators (reg_name_valid, reg_digest_valid) before they are used in a URL, a file
- * name or the catalog; a bad one is refused and recorded as a "path" failure. Shard files
- * are downloaded to DATA/mirror-partial/<digest>.part and installed in the blob store only
- * after their SHA-256 matches; a version is published only after uc_verify_manifest,
- * the function the verify workers run, passed on the installed blobs. */
+ * name or the catalog, and a bad one is rejected as a "path" failure. Shards are
+ * downloaded to DATA/mirror-partial/<digest>.part and enter the blob store only after
+ * their SHA-256 matches. A version is published only after uc_verify_manifest, the
+ * function the verify workers run, passed on the installed blobs. */
 #include "config.h"
 
 #include "mirror_round.h"
@@ -37,7 +37,7 @@ struct entry {
 	const json_t *upstream;  /* snapshot entry (borrowed) or NULL when gone upstream */
 	char *yank_reason;       /* from the change feed; NULL when not seen */
 	int fetch;               /* 1 while it still needs download and verification */
-	int refused;             /* 1 once refused (recorded) */
+	int rejected;             /* 1 once rejected (recorded) */
 	int transient;           /* 1 when a retry might fix its failure */
 	char *manifest;
 	size_t manifest_len;
@@ -53,13 +53,13 @@ struct round {
 	size_t count, capacity;
 	int transient;          /* a failure that a retry could fix happened */
 	size_t published;
-	size_t refused;
+	size_t rejected;
 };
 
-static void refuse(struct round *r, struct entry *e, const char *kind, int transient,
+static void reject(struct round *r, struct entry *e, const char *kind, int transient,
 		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-static void refuse(struct round *r, struct entry *e, const char *kind, int transient,
+static void reject(struct round *r, struct entry *e, const char *kind, int transient,
 		   const char *fmt, ...)
 {
 	char message[1024];
@@ -69,8 +69,8 @@ static void refuse(struct round *r, struct entry *e, const char *kind, int trans
 	vsnprintf(message, sizeof message, fmt, ap);
 	va_end(ap);
 	e->fetch = 0;
-	e->refused = 1;
-	r->refused++;
+	e->rejected = 1;
+	r->rejected++;
 	e->transient = transient;
 	r->transient |= transient;
 	reg_mirror_record_failure(r->ctx->db, kind, e->slug, e->version, message);
@@ -82,7 +82,7 @@ static struct entry *add_entry(struct round *r, const char *slug, const char *ve
 {
 	if (!reg_name_valid(slug) || !reg_name_valid(version)) {
 		char message[400];
-		snprintf(message, sizeof message, "refused the upstream name '%.120s@%.120s': slugs and"
+		snprintf(message, sizeof message, "rejected the upstream name '%.120s@%.120s': slugs and"
 			 " versions are 1 to 64 characters from a-z, 0-9, '.', '_' and '-', without"
 			 " '..' or '/'", slug, version);
 		reg_mirror_record_failure(r->ctx->db, "path", NULL, NULL, message);
@@ -240,12 +240,12 @@ static void plan(struct round *r)
 		reg_local_version local;
 		int found = reg_mirror_find_version(db, e->slug, e->version, &local);
 		if (found < 0) {
-			refuse(r, e, "catalog", 1, "cannot read the local catalog");
+			reject(r, e, "catalog", 1, "cannot read the local catalog");
 			continue;
 		}
 		const char *digest = upstream_string(e, "manifest_sha256");
 		if (e->upstream && !reg_digest_valid(digest)) {
-			refuse(r, e, "path", 0, "refused the upstream manifest digest '%.80s': not 64"
+			reject(r, e, "path", 0, "rejected the upstream manifest digest '%.80s': not 64"
 			       " lower-case hex digits", digest);
 			continue;
 		}
@@ -279,25 +279,25 @@ static void fetch_manifest(struct round *r, struct entry *e)
 	long status = reg_fetch_get(r->ctx->fetch, path, MANIFEST_LIMIT, &e->manifest,
 				    &e->manifest_len, error, sizeof error);
 	if (status != 200) {
-		refuse(r, e, "transfer", status < 400 || status >= 500, "%s", error);
+		reject(r, e, "transfer", status < 400 || status >= 500, "%s", error);
 		return;
 	}
 	uc_sha256_buffer(e->manifest, e->manifest_len, digest);
 	uc_sha256_to_hex(digest, hex);
 	if (strcmp(hex, upstream_string(e, "manifest_sha256")) != 0) {
-		refuse(r, e, "version", 0, "manifest hashes to %s but the signed snapshot says %s",
+		reject(r, e, "version", 0, "manifest hashes to %s but the signed snapshot says %s",
 		       hex, upstream_string(e, "manifest_sha256"));
 		return;
 	}
 	if (uc_manifest_parse(e->manifest, e->manifest_len, &e->parsed, &err) != UC_OK) {
-		refuse(r, e, "version", 0, "manifest is invalid: %s", err.message);
+		reject(r, e, "version", 0, "manifest is invalid: %s", err.message);
 		return;
 	}
 	for (size_t i = 0; i < uc_manifest_shard_count(e->parsed); i++) {
 		const uc_manifest_shard *shard = uc_manifest_shard_at(e->parsed, i);
 		uc_sha256_to_hex(shard->sha256, hex);
 		if (!reg_digest_valid(shard->file) || strcmp(shard->file, hex) != 0) {
-			refuse(r, e, "path", 0, "refused the shard file name '%.120s': it must be the"
+			reject(r, e, "path", 0, "rejected the shard file name '%.120s': it must be the"
 			       " shard's SHA-256 in hex", shard->file);
 			return;
 		}
@@ -331,7 +331,7 @@ static int install_download(struct round *r, struct download *d, const uint8_t *
 
 	uc_sha256_to_hex(sha256, actual);
 	if (strcmp(actual, d->hex) != 0) {
-		snprintf(why, why_size, "shard %s from upstream hashes to %s; refused", d->hex, actual);
+		snprintf(why, why_size, "shard %s from upstream hashes to %s; rejected", d->hex, actual);
 		unlink(d->file);
 		return -1;
 	}
@@ -347,7 +347,7 @@ static int install_download(struct round *r, struct download *d, const uint8_t *
 }
 
 /* Downloads every shard the fetching entries lack, in parallel, and installs each one
- * whose SHA-256 matches. Entries with a failed shard are refused. */
+ * whose SHA-256 matches. Entries with a failed shard are rejected. */
 static void download_shards(struct round *r)
 {
 	size_t capacity = 0, n = 0;
@@ -404,12 +404,12 @@ static void download_shards(struct round *r)
 			bytes += sizes[k];
 			continue;
 		}
-		/* Refuse every entry that needs this shard. */
+		/* Reject every entry that needs this shard. */
 		for (size_t i = 0; i < r->count; i++) {
 			struct entry *e = &r->entries[i];
 			for (size_t s = 0; e->fetch && s < uc_manifest_shard_count(e->parsed); s++) {
 				if (strcmp(uc_manifest_shard_at(e->parsed, s)->file, downloads[k].hex) == 0)
-					refuse(r, e, items[k].ok ? "version" : "transfer",
+					reject(r, e, items[k].ok ? "version" : "transfer",
 					       !items[k].ok && items[k].transient, "%s", why);
 			}
 		}
@@ -428,27 +428,28 @@ out:
 static void publish_verified(struct round *r, struct entry *e, const reg_mirror_verify_job *job)
 {
 	if (job->status != UC_OK) {
-		refuse(r, e, "version", 1, "verification could not run: %s", job->error);
+		reject(r, e, "version", 1, "verification could not run: %s", job->error);
 		return;
 	}
 	if (job->verdict != UC_VERDICT_OK) {
-		refuse(r, e, "version", 0, "local verification failed (%s); not published",
+		reject(r, e, "version", 0, "local verification failed (%s); not published",
 		       uc_verdict_name(job->verdict));
 		return;
 	}
-	int yanked = json_is_true(json_object_get(e->upstream, "yanked"));
+	const char *yank_reason = NULL;
+	if (json_is_true(json_object_get(e->upstream, "yanked")))
+		yank_reason = e->yank_reason ? e->yank_reason : "yanked upstream";
 	reg_mirror_version v = {
 		.slug = e->slug, .version = e->version, .manifest = e->manifest,
 		.manifest_len = e->manifest_len, .digest = upstream_string(e, "manifest_sha256"),
 		.parsed = e->parsed, .report_json = job->report_json, .verify_seconds = job->seconds,
-		.yank_reason = yanked ? (e->yank_reason ? e->yank_reason : "yanked upstream") : NULL,
-		.owner_token = r->ctx->owner_token,
+		.yank_reason = yank_reason, .owner_token = r->ctx->owner_token,
 	};
 	if (reg_mirror_publish(r->ctx->db, &v) == 0) {
 		r->published++;
 		REG_INFO("mirror: published %s@%s (manifest %s)", e->slug, e->version, v.digest);
 	} else {
-		refuse(r, e, "catalog", 1, "cannot publish in the local catalog");
+		reject(r, e, "catalog", 1, "cannot publish in the local catalog");
 	}
 }
 
@@ -534,8 +535,8 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 	reg_mirror_state_save(ctx->db, &state);
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	REG_INFO("mirror: round to serial %" PRId64 " %s in %.3f s: %zu versions reconciled, %zu"
-		 " published, %zu refused", r.snapshot.serial, r.transient ? "incomplete, will retry"
-		 : "applied", seconds_between(&start, &end), r.count, r.published, r.refused);
+		 " published, %zu rejected", r.snapshot.serial, r.transient ? "incomplete, will retry"
+		 : "applied", seconds_between(&start, &end), r.count, r.published, r.rejected);
 out:
 	round_clear(&r);
 }

@@ -1,6 +1,6 @@
 /* Parallel verification for the mirror follower. Versions are independent, so each thread
- * takes the next job and verifies it single-threaded; the follower publishes the results
- * afterwards from its own thread, which owns its catalog connection. */
+ * takes the next job and verifies it single-threaded. The follower publishes the results
+ * afterwards from its own thread, because that thread owns its catalog connection. */
 #include "config.h"
 
 #include "mirror_verify.h"

@@ -14,7 +14,7 @@
 int reg_keygen_command(const char *data_dir);
 
 /* Loads DATA/signing-key.pem when it exists. Returns 0 (also when there is no key, which
- * is logged and makes the snapshot routes answer 503), or -1 after logging. */
+ * is logged and makes the snapshot routes return 503), or -1 after logging. */
 int reg_snapshot_load_key(const char *data_dir);
 
 /* Frees the loaded key. */

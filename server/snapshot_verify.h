@@ -20,8 +20,8 @@
 
 /* A checked snapshot. `versions` is borrowed from `root`; free both with
  * reg_snapshot_clear. Every entry of `versions` is an object with the string members slug,
- * version, manifest_sha256 and status and the boolean yanked; the values themselves are
- * not validated here (callers check names and digests with their own validators). */
+ * version, manifest_sha256 and status and the boolean yanked. The values themselves are
+ * not validated here, because callers check names and digests with their own validators. */
 typedef struct {
 	int64_t serial;
 	int64_t generated_at;

@@ -424,7 +424,7 @@ class UcMirrorTest(MirrorTest):
             f.write(bytes([byte[0] ^ 0x80]))
         out, result = self.uc_mirror()
         self.assertEqual(result.returncode, 1, result.stderr)
-        self.assertIn("stories@1.0 refused", result.stderr)
+        self.assertIn("stories@1.0 rejected", result.stderr)
         self.assertFalse(os.path.exists(os.path.join(out, "packs", "stories", "1.0")))
         self.assertTrue(os.path.exists(os.path.join(out, "packs", "rwkv", "1.0", "manifest.json")))
         self.assertFalse(os.path.exists(os.path.join(out, "snapshot.json")))
