@@ -2,12 +2,15 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -32,9 +35,22 @@ int cli_read_manifest(const char *verb, const char *pack_dir, char **out, size_t
 		cli_error(verb, "pack path too long: %s", pack_dir);
 		return -1;
 	}
-	FILE *f = fopen(path, "rb");
-	if (!f) {
+	/* O_NONBLOCK keeps open() from waiting for a writer when the manifest is a FIFO. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
 		cli_error(verb, "cannot open %s: %s; is %s a pack directory?", path, strerror(errno), pack_dir);
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		cli_error(verb, "%s is not a regular file; is %s a pack directory?", path, pack_dir);
+		close(fd);
+		return -1;
+	}
+	FILE *f = fdopen(fd, "rb");
+	if (!f) {
+		cli_error(verb, "cannot read %s: %s", path, strerror(errno));
+		close(fd);
 		return -1;
 	}
 

@@ -34,7 +34,9 @@ uc_status ucp_read_file(const char *path, size_t max_bytes, char **out, size_t *
 	struct stat st;
 
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK keeps open() from waiting for a writer when path is a FIFO, so fstat can
+	 * reject it. Reads of a regular file ignore the flag. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return ucp_fail(err, UC_ERR_IO, "cannot open %s: %s", path, strerror(errno));
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -87,7 +89,8 @@ uc_status ucp_shard_map_open(const char *dir, const uc_manifest_shard *shard, uc
 	if (!path)
 		return ucp_fail(err, UC_ERR_NOMEM, "out of memory opening shard %s", shard->file);
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* As in ucp_read_file, O_NONBLOCK stops a FIFO in place of a shard from blocking open(). */
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		rc = ucp_fail(err, UC_ERR_STRUCTURE, "shard file %s is missing from %s", shard->file, dir);
 		goto out;

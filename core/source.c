@@ -27,7 +27,9 @@ static const uint8_t empty_file[1];
 uc_status ucp_map_file(const char *path, ucp_mapping *out, uc_error *err)
 {
 	memset(out, 0, sizeof *out);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK keeps open() from waiting for a writer when path is a FIFO, so the
+	 * regular-file check below can reject it. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0)
 		return ucp_fail(err, UC_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 

@@ -154,5 +154,24 @@ for verb in pack verify inspect unpack; do
 done
 expect_exit 3 "verify a directory without a manifest" "$UC" verify "$work"
 
+# A FIFO where a file is expected is rejected at once instead of blocking in open().
+# timeout turns a hang into exit 124.
+mkfifo "$work/fifo.safetensors"
+expect_exit 1 "pack a FIFO source" timeout 10 "$UC" pack "$work/fifo.safetensors" -o "$work/x" --family dense
+expect_text "$work/err" "not a regular file" "FIFO source named as not a regular file"
+mkdir "$work/fifo-manifest"
+mkfifo "$work/fifo-manifest/manifest.json"
+expect_exit 1 "inspect a FIFO manifest" timeout 10 "$UC" inspect "$work/fifo-manifest"
+expect_text "$work/err" "not a regular file" "FIFO manifest named as not a regular file"
+expect_exit 3 "verify a FIFO manifest" timeout 10 "$UC" verify "$work/fifo-manifest"
+cp -r "$work/s" "$work/fifo-shard"
+shard=$(ls "$work/fifo-shard" | grep -v manifest.json | head -n 1)
+rm "$work/fifo-shard/$shard"
+mkfifo "$work/fifo-shard/$shard"
+expect_exit 3 "verify a FIFO shard" timeout 10 "$UC" verify "$work/fifo-shard"
+expect_text "$work/out" "is not a regular file" "FIFO shard named as not a regular file"
+expect_exit 1 "unpack a FIFO shard" timeout 10 "$UC" unpack "$work/fifo-shard" -o "$work/fifo.out.safetensors"
+if [ ! -e "$work/fifo.out.safetensors" ]; then ok "failed unpack leaves no file"; else not_ok "failed unpack leaves no file"; fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
