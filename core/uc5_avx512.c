@@ -14,6 +14,10 @@
 
 #define UC_ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Largest window, in bytes of blocks, whose kernel call prefetches the next window (the
+ * reason is at the same constant in uc5_avx2.c). */
+#define UC5_FETCH_AHEAD_MAX_BYTES ((size_t)128 << 10)
+
 /* Reconstructs 16 weights from the 16 quantised bytes in `q16`. */
 UC_ALWAYS_INLINE __m512 dequant16(__m128i q16, __m512 dl, __m512 ml)
 {
@@ -89,14 +93,19 @@ UC_ALWAYS_INLINE void decode_blocks(const uint8_t *blocks, size_t nblocks, uc_dt
 	size_t element = dtype == UC_DTYPE_F32 ? 4 : 2;
 	const __m256i nibble = _mm256_set1_epi8(15);
 
+	size_t window_bytes = nblocks * UC5_BLOCK_BYTES;
+	int fetch_ahead = window_bytes <= UC5_FETCH_AHEAD_MAX_BYTES;
+
 	for (size_t b = 0; b < nblocks; b++) {
 		const uint8_t *block = blocks + b * UC5_BLOCK_BYTES;
-		/* Fetch the blocks one window ahead into L2, for the scale check that uc5_decode
-		 * runs before the next window (see uc5_avx2.c). A prefetch never faults. */
-		const char *ahead = (const char *)block + nblocks * UC5_BLOCK_BYTES;
-		_mm_prefetch(ahead, _MM_HINT_T1);
-		_mm_prefetch(ahead + 64, _MM_HINT_T1);
-		_mm_prefetch(ahead + 128, _MM_HINT_T1);
+		/* Fetch a small window's successor into L2, for the scale check that uc5_decode
+		 * runs before it (see uc5_avx2.c). A prefetch never faults. */
+		if (fetch_ahead) {
+			const char *ahead = (const char *)block + window_bytes;
+			_mm_prefetch(ahead, _MM_HINT_T1);
+			_mm_prefetch(ahead + 64, _MM_HINT_T1);
+			_mm_prefetch(ahead + 128, _MM_HINT_T1);
+		}
 		float dl[UC5_SUBBLOCKS], ml[UC5_SUBBLOCKS];
 		block_factors(block, dl, ml);
 
