@@ -4,10 +4,10 @@
 # only when a component does not start or a step fails.
 #
 # 1. Full sync: BENCH_MIRROR_PACKS generated packs (random F16 matrices encoded by
-#    `uc pack`, about 23 MiB each) are published on an upstream; a new mirror starts and
-#    the time until its round log reports every version published is set against
-#    `curl` downloading the same shard bytes over one kept-alive connection to files.
-#    The mirror also hashes and fully verifies every version, which curl does not.
+#    `uc pack`, about 23 MiB each) are published on an upstream. The reference is `curl`
+#    downloading the same shards over one kept-alive connection to files. The mirror
+#    figure runs from starting a new mirror until its log reports every version published;
+#    in that time it also hashes, fsyncs and fully verifies every version.
 # 2. Incremental sync: with catalogs of BENCH_MIRROR_SMALL and BENCH_MIRROR_LARGE
 #    versions already mirrored, 1 and 10 new versions are published and the duration of
 #    the mirror round that applies them is read from its log.
@@ -33,7 +33,7 @@ for tool in curl python3; do
 	fi
 done
 if [ ! -x "$make_pack" ]; then
-	echo "bench_mirror: $make_pack is not built; run make check once first" >&2
+	echo "bench_mirror: $make_pack is not built; run make tests/server/make_pack" >&2
 	exit 1
 fi
 
@@ -50,8 +50,8 @@ trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
 
-# start_daemon DIR [ARGS...]: starts ucregd on a free loopback port with data in DIR/data
-# and sets port and the pid variable `started`.
+# start_daemon DIR [ARGS...]: starts ucregd on a free loopback port with data in DIR/data.
+# Sets `port` and `started` (the pid).
 start_daemon() {
 	dir=$1
 	shift
