@@ -282,7 +282,10 @@ class SnapshotTest(MirrorTest):
         self.addCleanup(stub.close)
         mirror = self.start_mirror(url=stub.url)
         self.wait_version(mirror, "stories", "1.1")
-        accepted = self.status(mirror)["accepted_serial"]
+        # The version becomes visible before the round records its serial.
+        accepted = self.upstream.request("GET", "/api/changes").json()["serial"]
+        self.assertTrue(wait_until(lambda: self.status(mirror)["accepted_serial"] == accepted,
+                                   SYNC_TIMEOUT))
 
         stub.overrides["/api/snapshot"] = stale
         self.wait_failure(mirror, "snapshot", "older than the last accepted serial %d" % accepted)
