@@ -177,11 +177,13 @@ class SyncTest(MirrorTest):
 
         self.publish("1.1", self.rwkv)
         self.wait_version(mirror, "stories", "1.1")
-        self.assertTrue(wait_until(lambda: self.status(mirror)["lag_events"] == 0, SYNC_TIMEOUT))
+        serial = self.upstream.request("GET", "/api/changes").json()["serial"]
+        self.assertTrue(wait_until(lambda: self.status(mirror)["accepted_serial"] == serial,
+                                   SYNC_TIMEOUT))
         status = self.status(mirror)
         self.assertEqual(status["upstream"], "http://127.0.0.1:%d" % self.upstream.port)
-        self.assertEqual(status["accepted_serial"], self.upstream.request(
-            "GET", "/api/changes").json()["serial"])
+        self.assertEqual(status["upstream_serial"], serial)
+        self.assertEqual(status["lag_events"], 0)
         self.assertTrue(status["full_sync_done"])
         self.assertIsNotNone(status["last_sync_at"])
         self.assertEqual(status["failure_count"], 0, status)
