@@ -342,7 +342,8 @@ static void finish_item(reg_fetch *fetch, struct slot *s, CURLcode result)
 	s->item = NULL;
 }
 
-void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count)
+void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count,
+		     reg_fetch_done_fn done, void *context)
 {
 	size_t next = 0;
 	unsigned running = 0;
@@ -351,8 +352,11 @@ void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count)
 		for (unsigned i = 0; i < fetch->parallel && next < count; i++) {
 			if (fetch->slots[i].item)
 				continue;
-			while (next < count && !start_item(fetch, &fetch->slots[i], &items[next]))
+			while (next < count && !start_item(fetch, &fetch->slots[i], &items[next])) {
+				if (done)
+					done(context, next);
 				next++;
+			}
 			if (next < count) {
 				next++;
 				running++;
@@ -369,8 +373,11 @@ void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count)
 				continue;
 			struct slot *s = NULL;
 			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&s);
+			reg_fetch_item *item = s->item;
 			finish_item(fetch, s, msg->data.result);
 			running--;
+			if (done)
+				done(context, (size_t)(item - items));
 		}
 		if (running > 0 && still > 0)
 			curl_multi_poll(fetch->multi, NULL, 0, 1000, NULL);

@@ -36,7 +36,12 @@ typedef struct {
 	char error[256];     /* out: why it failed */
 } reg_fetch_item;
 
-/* Runs every item, up to `parallel` at once. Each item's outcome is in its out fields. */
-void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count);
+/* Called on the calling thread as soon as item `index` has its outcome. */
+typedef void (*reg_fetch_done_fn)(void *context, size_t index);
+
+/* Runs every item, up to `parallel` at once. Each item's outcome is in its out fields,
+ * and `done` (may be NULL) is called for each item when it ends. */
+void reg_fetch_files(reg_fetch *fetch, reg_fetch_item *items, size_t count,
+		     reg_fetch_done_fn done, void *context);
 
 #endif

@@ -22,7 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "mirror_catalog.h"
-#include "mirror_verify.h"
+#include "mirror_pipeline.h"
 #include "snapshot_verify.h"
 #include "uc_hash.h"
 #include "uc_pack.h"
@@ -304,126 +304,6 @@ static void fetch_manifest(struct round *r, struct entry *e)
 	}
 }
 
-/* A shard to download, shared by every entry that references it. */
-struct download {
-	char hex[UC_SHA256_HEX_CHARS + 1];
-	char path[96];
-	char file[REG_PATH_MAX];
-	int installed;
-};
-
-static struct download *find_download(struct download *list, size_t n, const char *hex)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(list[i].hex, hex) == 0)
-			return &list[i];
-	}
-	return NULL;
-}
-
-/* Installs a complete download whose SHA-256 (computed while it was written) is `sha256`
- * in the blob store. Returns 0, or -1 with `why` set; on a digest mismatch the file is
- * removed so the next attempt starts from byte 0. */
-static int install_download(struct round *r, struct download *d, const uint8_t *sha256,
-			    uint64_t size, char *why, size_t why_size)
-{
-	char actual[UC_SHA256_HEX_CHARS + 1];
-
-	uc_sha256_to_hex(sha256, actual);
-	if (strcmp(actual, d->hex) != 0) {
-		snprintf(why, why_size, "shard %s from upstream hashes to %s; rejected", d->hex, actual);
-		unlink(d->file);
-		return -1;
-	}
-	int fd = open(d->file, O_RDONLY | O_CLOEXEC);
-	int rc = fd >= 0 ? reg_blob_install(d->file, fd, d->hex, size, r->ctx->owner_token, 0) : -1;
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0) {
-		snprintf(why, why_size, "cannot install shard %s in the blob store", d->hex);
-		return -1;
-	}
-	return 0;
-}
-
-/* Downloads every shard the fetching entries lack, in parallel, and installs each one
- * whose SHA-256 matches. Entries with a failed shard are rejected. */
-static void download_shards(struct round *r)
-{
-	size_t capacity = 0, n = 0;
-	struct download *downloads = NULL;
-	reg_fetch_item *items = NULL;
-	uint64_t *sizes = NULL;
-
-	for (size_t i = 0; i < r->count; i++) {
-		if (r->entries[i].fetch)
-			capacity += uc_manifest_shard_count(r->entries[i].parsed);
-	}
-	if (capacity == 0)
-		return;
-	downloads = calloc(capacity, sizeof *downloads);
-	items = calloc(capacity, sizeof *items);
-	sizes = calloc(capacity, sizeof *sizes);
-	if (!downloads || !items || !sizes)
-		goto out;
-	for (size_t i = 0; i < r->count; i++) {
-		struct entry *e = &r->entries[i];
-		for (size_t s = 0; e->fetch && s < uc_manifest_shard_count(e->parsed); s++) {
-			const uc_manifest_shard *shard = uc_manifest_shard_at(e->parsed, s);
-			uint64_t have;
-			if (reg_blob_lookup(shard->file, &have) == 1 ||
-			    find_download(downloads, n, shard->file))
-				continue;
-			struct download *d = &downloads[n];
-			snprintf(d->hex, sizeof d->hex, "%s", shard->file);
-			snprintf(d->path, sizeof d->path, "/api/blobs/sha256/%s", d->hex);
-			snprintf(d->file, sizeof d->file, "%s/%s.part", r->ctx->partial_dir, d->hex);
-			items[n].path = d->path;
-			items[n].file = d->file;
-			items[n].size = shard->size;
-			sizes[n] = shard->size;
-			n++;
-		}
-	}
-	struct timespec start, fetched, end;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	reg_fetch_files(r->ctx->fetch, items, n);
-	clock_gettime(CLOCK_MONOTONIC, &fetched);
-	uint64_t bytes = 0;
-
-	for (size_t k = 0; k < n; k++) {
-		char why[512];
-		if (items[k].resumed_from > 0)
-			REG_INFO("mirror: resumed shard %s from byte %" PRIu64, downloads[k].hex,
-				 items[k].resumed_from);
-		if (!items[k].ok) {
-			snprintf(why, sizeof why, "%s", items[k].error);
-		} else if (install_download(r, &downloads[k], items[k].sha256, sizes[k], why,
-					    sizeof why) == 0) {
-			downloads[k].installed = 1;
-			bytes += sizes[k];
-			continue;
-		}
-		/* Reject every entry that needs this shard. */
-		for (size_t i = 0; i < r->count; i++) {
-			struct entry *e = &r->entries[i];
-			for (size_t s = 0; e->fetch && s < uc_manifest_shard_count(e->parsed); s++) {
-				if (strcmp(uc_manifest_shard_at(e->parsed, s)->file, downloads[k].hex) == 0)
-					reject(r, e, items[k].ok ? "version" : "transfer",
-					       !items[k].ok && items[k].transient, "%s", why);
-			}
-		}
-	}
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	REG_INFO("mirror: installed %" PRIu64 " bytes in %zu shards: %.3f s downloading and"
-		 " hashing, %.3f s installing (fsync, rename)", bytes, n, seconds_between(&start,
-		 &fetched), seconds_between(&fetched, &end));
-out:
-	free(downloads);
-	free(items);
-	free(sizes);
-}
-
 /* Publishes an entry after its local verification (`job`) passed. */
 static void publish_verified(struct round *r, struct entry *e, const reg_mirror_verify_job *job)
 {
@@ -453,19 +333,19 @@ static void publish_verified(struct round *r, struct entry *e, const reg_mirror_
 	}
 }
 
-/* Verifies every entry whose shards are all installed, in parallel, then publishes the
- * ones that passed. */
-static void verify_and_publish(struct round *r)
+/* Brings in every entry still marked for fetching through the pipeline (download,
+ * install, verify), then records the failures and publishes the verified entries. */
+static void fetch_and_publish(struct round *r)
 {
 	size_t count = 0;
 	for (size_t i = 0; i < r->count; i++)
 		count += r->entries[i].fetch;
 	if (count == 0)
 		return;
-	reg_mirror_verify_job *jobs = calloc(count, sizeof *jobs);
+	reg_pipeline_version *versions = calloc(count, sizeof *versions);
 	struct entry **owners = calloc(count, sizeof *owners);
-	if (!jobs || !owners) {
-		free(jobs);
+	if (!versions || !owners) {
+		free(versions);
 		free(owners);
 		r->transient = 1;
 		return;
@@ -475,16 +355,21 @@ static void verify_and_publish(struct round *r)
 		if (!r->entries[i].fetch)
 			continue;
 		owners[n] = &r->entries[i];
-		jobs[n].manifest = r->entries[i].manifest;
-		jobs[n].manifest_len = r->entries[i].manifest_len;
+		versions[n].manifest = r->entries[i].manifest;
+		versions[n].manifest_len = r->entries[i].manifest_len;
+		versions[n].parsed = r->entries[i].parsed;
 		n++;
 	}
-	reg_mirror_verify_all(jobs, n);
+	reg_mirror_pipeline_run(r->ctx->fetch, r->ctx->partial_dir, r->ctx->owner_token, versions, n);
 	for (size_t k = 0; k < n; k++) {
-		publish_verified(r, owners[k], &jobs[k]);
-		uc_free(jobs[k].report_json);
+		reg_pipeline_version *v = &versions[k];
+		if (v->failure_kind)
+			reject(r, owners[k], v->failure_kind, v->transient, "%s", v->reason);
+		else if (v->verified)
+			publish_verified(r, owners[k], &v->job);
+		uc_free(v->job.report_json);
 	}
-	free(jobs);
+	free(versions);
 	free(owners);
 }
 
@@ -523,8 +408,7 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 		if (r.entries[i].fetch)
 			fetch_manifest(&r, &r.entries[i]);
 	}
-	download_shards(&r);
-	verify_and_publish(&r);
+	fetch_and_publish(&r);
 	if (!r.transient) {
 		state.accepted_serial = r.snapshot.serial;
 		state.accepted_generated_at = r.snapshot.generated_at;

@@ -1,5 +1,5 @@
-/* Parallel local verification of mirrored versions, with uc_verify_manifest over the
- * blob store, the function the verify workers run. */
+/* Local verification of a mirrored version with uc_verify_manifest over the blob store,
+ * the function the verify workers run. */
 #ifndef REG_MIRROR_VERIFY_H
 #define REG_MIRROR_VERIFY_H
 
@@ -19,7 +19,7 @@ typedef struct {
 	char error[512];        /* out: why it could not run */
 } reg_mirror_verify_job;
 
-/* Verifies every job on up to one thread per online CPU and returns when all are done. */
-void reg_mirror_verify_all(reg_mirror_verify_job *jobs, size_t count);
+/* Verifies one job on the calling thread (single-threaded). */
+void reg_mirror_verify_one(reg_mirror_verify_job *job);
 
 #endif

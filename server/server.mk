@@ -29,6 +29,7 @@ server_ucregd_SOURCES = \
 	server/mirror_round.c server/mirror_round.h \
 	server/mirror_catalog.c server/mirror_catalog.h \
 	server/mirror_verify.c server/mirror_verify.h \
+	server/mirror_pipeline.c server/mirror_pipeline.h \
 	server/mirror_fetch.c server/mirror_fetch.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
 server_ucregd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
