@@ -1,7 +1,7 @@
-/* Pipeline of a follower round. The follower thread runs the transfers; each finished
- * shard becomes an install task and each version whose shards are all installed becomes a
- * verify task, taken by the pipeline threads from one queue. Each task is queued once, so
- * the queue never holds more than shards + versions entries. */
+/* Pipeline of a follower round. The follower thread runs the transfers. Each finished
+ * shard becomes an install task, and each version whose shards are all installed becomes a
+ * verify task. The pipeline threads take both kinds from one queue. Each task is queued
+ * once, so the queue never contains more than shards + versions entries. */
 #include "config.h"
 
 #include "mirror_pipeline.h"
@@ -241,10 +241,10 @@ void reg_mirror_pipeline_run(reg_fetch *fetch, const char *partial_dir, int64_t 
 	}
 
 	long online = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t wanted = online > 0 ? (size_t)online : 1;
-	if (wanted > MAX_THREADS)
-		wanted = MAX_THREADS;
-	while (started < wanted && pthread_create(&threads[started], NULL, pipeline_main, &p) == 0)
+	size_t thread_count = online > 0 ? (size_t)online : 1;
+	if (thread_count > MAX_THREADS)
+		thread_count = MAX_THREADS;
+	while (started < thread_count && pthread_create(&threads[started], NULL, pipeline_main, &p) == 0)
 		started++;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);

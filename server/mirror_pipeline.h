@@ -14,7 +14,7 @@ typedef struct {
 	const char *manifest;       /* in: exact bytes, checked against the signed snapshot */
 	size_t manifest_len;        /* in */
 	const uc_manifest *parsed;  /* in: shard file names already checked to be digests */
-	int verified;               /* out: 1 when `job` holds a verification result */
+	int verified;               /* out: 1 when `job` contains a verification result */
 	reg_mirror_verify_job job;  /* out */
 	const char *failure_kind;   /* out: "transfer" or "version" when a shard failed */
 	int transient;              /* out: a retry might fix the failure */
