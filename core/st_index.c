@@ -19,8 +19,10 @@ static int is_plain_name(const char *name, size_t len)
 }
 
 /* Validates weight_map and lists its distinct file names in first-mention order (borrowed
- * from the JSON). */
-static uc_status list_files(const json_t *map, const char ***files, size_t *count, uc_error *err)
+ * from the JSON). `tensors_per_file` (a JSON object the caller frees) maps each file name to
+ * its number of tensors. Its hash table keeps the work linear in the number of tensors. */
+static uc_status list_files(const json_t *map, const char ***files, size_t *count,
+			    json_t *tensors_per_file, uc_error *err)
 {
 	*count = 0;
 	*files = ucp_calloc(json_object_size(map), sizeof **files);
@@ -40,25 +42,23 @@ static uc_status list_files(const json_t *map, const char ***files, size_t *coun
 					"a plain file name (no '/', \"..\", \".\" or NUL); shards must sit "
 					"beside the index",
 					tensor, file);
-		size_t i = 0;
-		while (i < *count && strcmp((*files)[i], file) != 0)
-			i++;
-		if (i == *count)
+		json_t *seen = json_object_get(tensors_per_file, file);
+		json_int_t tensors = seen ? json_integer_value(seen) + 1 : 1;
+		if (json_object_set_new(tensors_per_file, file, json_integer(tensors)) != 0)
+			return ucp_fail(err, UC_ERR_NOMEM, "out of memory reading weight_map");
+		if (!seen)
 			(*files)[(*count)++] = file;
 	}
 	return UC_OK;
 }
 
 /* Checks that every tensor of `parsed` is mapped to `file`, and every tensor mapped to
- * `file` is in `parsed`. */
-static uc_status check_file_against_map(const json_t *map, const char *file,
+ * `file` (`mapped_here` of them) is in `parsed`. */
+static uc_status check_file_against_map(const json_t *map, const char *file, size_t mapped_here,
 					const ucp_parsed_file *parsed, uc_error *err)
 {
-	size_t mapped_here = 0;
 	const char *tensor;
 	json_t *value;
-	json_object_foreach((json_t *)map, tensor, value)
-		mapped_here += strcmp(json_string_value(value), file) == 0;
 
 	for (size_t i = 0; i < parsed->tensor_count; i++) {
 		const char *name = parsed->tensors[i].name;
@@ -73,22 +73,30 @@ static uc_status check_file_against_map(const json_t *map, const char *file,
 					name, file, json_string_value(target));
 	}
 	/* Every tensor of the file is mapped here and names are unique. So when the file has
-	 * fewer tensors than mapped_here, a mapped tensor is absent: find it for the message. */
-	if (parsed->tensor_count != mapped_here) {
-		json_object_foreach((json_t *)map, tensor, value) {
-			if (strcmp(json_string_value(value), file) != 0)
-				continue;
-			size_t i = 0;
-			while (i < parsed->tensor_count && strcmp(parsed->tensors[i].name, tensor) != 0)
-				i++;
-			if (i == parsed->tensor_count)
-				return ucp_fail(err, UC_ERR_FORMAT,
-						"weight_map maps tensor \"%.200s\" to %s, which does not "
-						"contain it",
-						tensor, file);
+	 * fewer tensors than mapped_here, a mapped tensor is absent. A JSON object of the file's
+	 * names finds it for the message in time linear in the map. */
+	if (parsed->tensor_count == mapped_here)
+		return UC_OK;
+	json_t *names = json_object();
+	for (size_t i = 0; names && i < parsed->tensor_count; i++) {
+		if (json_object_set_new(names, parsed->tensors[i].name, json_true()) != 0) {
+			json_decref(names);
+			names = NULL;
 		}
 	}
-	return UC_OK;
+	if (!names)
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory checking %s against weight_map", file);
+	uc_status rc = UC_OK;
+	json_object_foreach((json_t *)map, tensor, value) {
+		if (strcmp(json_string_value(value), file) == 0 && !json_object_get(names, tensor)) {
+			rc = ucp_fail(err, UC_ERR_FORMAT,
+				      "weight_map maps tensor \"%.200s\" to %s, which does not contain it",
+				      tensor, file);
+			break;
+		}
+	}
+	json_decref(names);
+	return rc;
 }
 
 /* Returns a new string "<directory of index>/<file>". */
@@ -106,7 +114,7 @@ static char *join_beside(const char *index_path, const char *file)
 }
 
 static uc_status open_shard(uc_source *src, const char *index_path, const json_t *map,
-			    const char *file, uc_error *err)
+			    const char *file, size_t mapped_here, uc_error *err)
 {
 	char *path = join_beside(index_path, file);
 	if (!path)
@@ -123,7 +131,7 @@ static uc_status open_shard(uc_source *src, const char *index_path, const json_t
 		ucp_unmap_file(&mapping);
 		goto out;
 	}
-	rc = check_file_against_map(map, file, parsed, err);
+	rc = check_file_against_map(map, file, mapped_here, parsed, err);
 	if (rc != UC_OK) {
 		ucp_parsed_file_free(parsed);
 		ucp_unmap_file(&mapping);
@@ -150,9 +158,15 @@ static uc_status read_index(uc_source *src, const ucp_mapping *index, const json
 
 	const char **files = NULL;
 	size_t count = 0;
-	uc_status rc = list_files(map, &files, &count, err);
-	for (size_t i = 0; i < count && rc == UC_OK; i++)
-		rc = open_shard(src, index->path, map, files[i], err);
+	json_t *tensors_per_file = json_object();
+	if (!tensors_per_file)
+		return ucp_fail(err, UC_ERR_NOMEM, "out of memory reading weight_map");
+	uc_status rc = list_files(map, &files, &count, tensors_per_file, err);
+	for (size_t i = 0; i < count && rc == UC_OK; i++) {
+		json_int_t mapped_here = json_integer_value(json_object_get(tensors_per_file, files[i]));
+		rc = open_shard(src, index->path, map, files[i], (size_t)mapped_here, err);
+	}
+	json_decref(tensors_per_file);
 	ucp_free(files);
 	return rc;
 }

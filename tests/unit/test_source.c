@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fixture_table.h"
 #include "source_internal.h"
@@ -164,6 +165,33 @@ START_TEST(unknown_format_lists_tried)
 }
 END_TEST
 
+/* An index that names 100000 distinct files is read in linear time, so the first missing
+ * shard is reported at once. SIGALRM fails the test if listing the files is quadratic. */
+START_TEST(index_of_many_files_fails_fast)
+{
+	char *dir = tu_make_temp_dir();
+	char path[600];
+	snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+	FILE *index = fopen(path, "w");
+	ck_assert_ptr_nonnull(index);
+	fputs("{\"weight_map\": {", index);
+	for (int i = 0; i < 100000; i++)
+		fprintf(index, "%s\"t%d\": \"f%d.safetensors\"", i ? ", " : "", i, i);
+	fputs("}}\n", index);
+	ck_assert_int_eq(fclose(index), 0);
+
+	alarm(5);
+	uc_source *src = NULL;
+	uc_error err;
+	ck_assert_int_eq(uc_source_open(path, &src, &err), UC_ERR_IO);
+	alarm(0);
+	ck_assert_ptr_nonnull(strstr(err.message, "f0.safetensors: cannot open"));
+	ck_assert_ptr_null(src);
+	tu_remove_tree(dir);
+	free(dir);
+}
+END_TEST
+
 START_TEST(missing_path_is_io_error)
 {
 	uc_source *src;
@@ -224,6 +252,7 @@ int main(void)
 	tcase_add_test(tc, sharded_stories_matches_original);
 	tcase_add_test(tc, index_open_survives_allocation_failures);
 	tcase_add_test(tc, unknown_format_lists_tried);
+	tcase_add_test(tc, index_of_many_files_fails_fast);
 	tcase_add_test(tc, missing_path_is_io_error);
 	tcase_add_test(tc, detects_each_kind);
 	tcase_add_test(tc, malformed_safetensors_names_file);
