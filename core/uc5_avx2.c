@@ -8,8 +8,8 @@
  *
  * A block's 5-bit values are unpacked to one 16-bit word per weight in a prepared_block
  * buffer. Read as fp16, a word q is the subnormal q * 2^-24, so vcvtph2ps turns 8 of them
- * into exact floats in one instruction, and dl carries the factor 2^24 back (an exact
- * power-of-two scaling, so (q * 2^-24) * (dl * 2^24) is exactly q * dl). */
+ * into exact floats in one instruction. dl carries the factor 2^24 back: scaling by a power
+ * of two is exact, so (q * 2^-24) * (dl * 2^24) is exactly q * dl. */
 #include "internal.h"
 
 #include <immintrin.h>
@@ -26,8 +26,8 @@
 /* Computes dl[j] = f16(d) * 2^24 * sc[j] and ml[j] = f16(dmin) * m[j] for the 8 sub-blocks:
  * ml and dl / 2^24 are the same binary32 products as ucp_uc5_block_factors. vcvtph2ps
  * converts every finite fp16, subnormals included, exactly.
- * NOTE: that it ignores MXCSR.DAZ, which a caller may have set, was checked on AMD Zen 3
- * only; the reference never sees a binary32 subnormal, so DAZ cannot change it. */
+ * NOTE: that vcvtph2ps ignores MXCSR.DAZ, which a caller may have set, was checked on AMD
+ * Zen 3 only. The reference computes no binary32 subnormal, so DAZ cannot change it. */
 UC_ALWAYS_INLINE void block_factors(const uint8_t *block, float dl[UC5_SUBBLOCKS],
 				    float ml[UC5_SUBBLOCKS])
 {
@@ -89,10 +89,10 @@ UC_ALWAYS_INLINE __m256 round_bf16(__m256 value)
 }
 
 /* Writes the 32 weights of one sub-block, whose quantised words are at `q`, as `dtype`.
- * `q` contains 8-weight groups in the order prepare_block stores them: for f32 and f16
- * weights 0-7, 16-23, 8-15, 24-31, and for bf16 the even-indexed weights of 0-15, of 16-31,
- * then the odd-indexed ones, so that one shift and one OR interleave two rounded vectors
- * into 16 consecutive bf16 values. */
+ * `q` contains 8-weight groups in the order prepare_block stores them. For f32 and f16
+ * that is weights 0-7, 16-23, 8-15, 24-31. For bf16 it is the even-indexed weights of 0-15,
+ * of 16-31, then the odd-indexed ones, so that one shift and one OR interleave two rounded
+ * vectors into 16 consecutive bf16 values. */
 UC_ALWAYS_INLINE void emit_subblock(const uint16_t *q, float dl_scalar, float ml_scalar,
 				    uc_dtype dtype, uint8_t *out)
 {
