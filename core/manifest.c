@@ -165,9 +165,17 @@ int ucp_text_check(const char *text, size_t len, size_t max_bytes, int multiline
 	}
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)text[i];
-		int allowed = c >= 0x20 || (multiline && (c == '\n' || c == '\r' || c == '\t'));
+		int allowed = (c >= 0x20 && c != 0x7F) ||
+			      (multiline && (c == '\n' || c == '\r' || c == '\t'));
 		if (!allowed) {
 			snprintf(why, why_size, "contains control character 0x%02x at byte %zu", c, i);
+			return -1;
+		}
+		/* The C1 controls U+0080..U+009F are encoded as C2 80..C2 9F in valid UTF-8.
+		 * Terminals act on some of them, for example U+009B starts an escape sequence. */
+		unsigned char next = i + 1 < len ? (unsigned char)text[i + 1] : 0;
+		if (c == 0xC2 && next >= 0x80 && next <= 0x9F) {
+			snprintf(why, why_size, "contains control character U+%04X at byte %zu", next, i);
 			return -1;
 		}
 	}

@@ -55,8 +55,9 @@ struct uc_manifest {
 uc_manifest *ucp_manifest_alloc(size_t n_shards, size_t n_tensors);
 
 /* Checks a manifest string of `len` bytes: 1..max_bytes long, valid UTF-8, no NUL, no
- * control characters except newline, carriage return and tab when `multiline`. Returns 0, or -1
- * with the reason in `why` (a phrase such as "contains control character 0x01 at byte 5"). */
+ * control characters (C0, DEL or C1) except newline, carriage return and tab when
+ * `multiline`. Returns 0, or -1 with the reason in `why` (a phrase such as "contains
+ * control character 0x01 at byte 5"). */
 int ucp_text_check(const char *text, size_t len, size_t max_bytes, int multiline, char *why,
 		   size_t why_size);
 
