@@ -51,6 +51,9 @@ static uc_status check_options(const uc_pack_options *o, const char *out_dir, uc
 	if (rc != UC_OK)
 		return rc;
 
+	if (*out_dir == '\0')
+		return ucp_fail(err, UC_ERR_INVALID,
+				"output directory path is empty; give the pack directory to create");
 	struct stat st;
 	if (lstat(out_dir, &st) == 0)
 		return ucp_fail(err, UC_ERR_INVALID,

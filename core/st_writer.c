@@ -230,6 +230,9 @@ uc_status uc_st_writer_open(const char *path, const uc_tensor_view *tensors, siz
 			    const char *metadata, uc_st_writer **out, uc_error *err)
 {
 	*out = NULL;
+	if (*path == '\0')
+		return ucp_fail(err, UC_ERR_INVALID,
+				"output file path is empty; give the safetensors file to write");
 	char *header = NULL;
 	size_t header_len = 0;
 	uc_st_writer *w = ucp_calloc(1, sizeof *w);

@@ -148,6 +148,10 @@ expect_exit 2 "pack into an existing directory" "$UC" pack "$DATA/stories260K.sa
 expect_exit 1 "pack a missing file" "$UC" pack "$work/none.safetensors" -o "$work/x" --family dense
 expect_text "$work/err" "none.safetensors" "missing source named"
 if [ ! -e "$work/x" ]; then ok "failed pack leaves no directory"; else not_ok "failed pack leaves no directory"; fi
+expect_exit 2 "pack to an empty path" "$UC" pack "$DATA/stories260K.safetensors" -o "" --family dense
+expect_text "$work/err" "output directory path is empty" "empty pack path named"
+expect_exit 2 "unpack to an empty path" "$UC" unpack "$work/s" -o ""
+expect_text "$work/err" "output file path is empty" "empty unpack path named"
 expect_exit 2 "unknown verb" "$UC" frobnicate
 for verb in pack verify inspect unpack; do
 	expect_exit 0 "$verb --help" "$UC" "$verb" --help
