@@ -233,6 +233,11 @@ uc_status uc_st_writer_open(const char *path, const uc_tensor_view *tensors, siz
 	if (*path == '\0')
 		return ucp_fail(err, UC_ERR_INVALID,
 				"output file path is empty; give the safetensors file to write");
+	struct stat st;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return ucp_fail(err, UC_ERR_INVALID,
+				"output %s is a directory; give a file path such as %s/model.safetensors",
+				path, path);
 	char *header = NULL;
 	size_t header_len = 0;
 	uc_st_writer *w = ucp_calloc(1, sizeof *w);

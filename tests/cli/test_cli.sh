@@ -152,6 +152,10 @@ expect_exit 2 "pack to an empty path" "$UC" pack "$DATA/stories260K.safetensors"
 expect_text "$work/err" "output directory path is empty" "empty pack path named"
 expect_exit 2 "unpack to an empty path" "$UC" unpack "$work/s" -o ""
 expect_text "$work/err" "output file path is empty" "empty unpack path named"
+mkdir "$work/out-dir"
+expect_exit 2 "unpack to a directory" "$UC" unpack "$work/s" -o "$work/out-dir"
+expect_text "$work/err" "out-dir is a directory" "directory output named"
+if [ -z "$(ls -A "$work/out-dir")" ] && ! ls "$work" | grep -q tmp-; then ok "unpack to a directory leaves nothing"; else not_ok "unpack to a directory leaves nothing"; fi
 expect_exit 2 "unknown verb" "$UC" frobnicate
 for verb in pack verify inspect unpack; do
 	expect_exit 0 "$verb --help" "$UC" "$verb" --help
