@@ -13,7 +13,7 @@ struct verb {
 };
 
 static const struct verb verbs[] = {
-	{ "pack", uc_cmd_pack, "encode a safetensors, sharded or llama2.c checkpoint into a pack" },
+	{ "pack", uc_cmd_pack, "encode a safetensors, sharded, llama2.c or rwkv.cpp checkpoint into a pack" },
 	{ "verify", uc_cmd_verify, "check a pack's structure, shard digests and every rebuilt tensor" },
 	{ "inspect", uc_cmd_inspect, "show a pack's metadata, tensors, bits per weight and fidelity" },
 	{ "unpack", uc_cmd_unpack, "rebuild a pack's weights into a safetensors file" },
