@@ -72,9 +72,10 @@ static uc_status describe_model(ucp_pack_writer *w, uc_error *err)
 {
 	uc_manifest *m = w->manifest;
 	const char *config = uc_source_metadata(w->src, "config");
-	uc_status rc = check_text_option("source metadata \"config\"", config, UCP_CONFIG_MAX_BYTES, 1, err);
-	if (rc != UC_OK)
-		return rc;
+	char why[128];
+	if (config && ucp_text_check(config, strlen(config), UCP_CONFIG_MAX_BYTES, 1, why, sizeof why) != 0)
+		return ucp_fail(err, UC_ERR_FORMAT, "source metadata \"config\" %s; fix it in the checkpoint",
+				why);
 
 	const char *name = w->options.name ? w->options.name : base_name(w->out_dir);
 	m->name = ucp_strdup(name);
@@ -98,9 +99,12 @@ static uc_status describe_tensors(ucp_pack_writer *w, uc_error *err)
 		uc_manifest_tensor *t = &w->manifest->tensors[i];
 		w->views[i] = view;
 
-		uc_status rc = check_text_option("tensor name", view->name, UCP_TENSOR_NAME_MAX_BYTES, 0, err);
-		if (rc != UC_OK)
-			return rc;
+		/* The name comes from the checkpoint, so a bad one is malformed input, not a bad option. */
+		char why[128];
+		if (ucp_text_check(view->name, strlen(view->name), UCP_TENSOR_NAME_MAX_BYTES, 0, why,
+				   sizeof why) != 0)
+			return ucp_fail(err, UC_ERR_FORMAT,
+					"tensor %zu of the source: name %s; rename it in the checkpoint", i, why);
 		t->name = ucp_strdup(view->name);
 		if (!t->name)
 			return ucp_fail(err, UC_ERR_NOMEM, "out of memory copying tensor name %s", view->name);
@@ -344,7 +348,7 @@ static uc_status start_writer(ucp_pack_writer *w, const uc_source *src, const ch
 
 	size_t n = uc_source_tensor_count(src);
 	if (n == 0)
-		return ucp_fail(err, UC_ERR_INVALID, "the source has no tensors; there is nothing to pack");
+		return ucp_fail(err, UC_ERR_FORMAT, "the source has no tensors; there is nothing to pack");
 
 	size_t len = strlen(out_dir);
 	while (len > 1 && out_dir[len - 1] == '/')
