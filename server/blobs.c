@@ -142,6 +142,14 @@ int reg_blob_install(const char *path, int fd, const char *hex, uint64_t size, i
 		REG_LOG(REG_LOG_ERROR, "req", request_id, "fsync %s failed: %s", path, strerror(errno));
 		return -1;
 	}
+	/* Stored blobs are read-only, so write permission is removed before the blob is
+	 * visible. */
+	struct stat st;
+	if (fstat(fd, &st) != 0 || fchmod(fd, st.st_mode & ~(mode_t)0222) != 0) {
+		REG_LOG(REG_LOG_ERROR, "req", request_id, "cannot make %s read-only: %s", path,
+			strerror(errno));
+		return -1;
+	}
 	snprintf(final_path, sizeof final_path, "%s/%s", reg_state.blob_dir, hex);
 	if (rename(path, final_path) != 0) {
 		REG_LOG(REG_LOG_ERROR, "req", request_id, "cannot rename %s to %s: %s", path, final_path,

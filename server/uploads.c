@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -20,9 +21,11 @@
 #define UPLOAD_ID_BYTES 16
 #define UPLOAD_ID_CHARS (2 * UPLOAD_ID_BYTES)
 
-/* An open chunk: the file, where the chunk starts and how much of it was written. */
+/* An open chunk. Its body goes into a temporary file of its own, so a chunk that loses a race
+ * or is cut off never touches the upload file; only an accepted chunk is copied there. */
 struct chunk {
 	int fd;
+	char path[REG_PATH_MAX];
 	uint64_t start;
 	uint64_t length;  /* declared by Content-Range */
 	uint64_t written;
@@ -176,12 +179,12 @@ static int chunk_write(reg_request *req, const char *data, size_t len)
 	}
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = pwrite(c->fd, data + done, len - done, (off_t)(c->start + c->written + done));
+		ssize_t n = write(c->fd, data + done, len - done);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot write upload %s: %s",
-				req->segments[2], strerror(errno));
+			REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot write %s for upload %s: %s",
+				c->path, req->segments[2], strerror(errno));
 			return -1;
 		}
 		done += (size_t)n;
@@ -195,16 +198,63 @@ static void chunk_abort(reg_request *req)
 	struct chunk *c = req->sink.state;
 	if (!c)
 		return;
-	/* Bytes past the stored count are cut off when the next chunk opens the file. */
 	close(c->fd);
+	unlink(c->path);
 	free(c);
 	req->sink.state = NULL;
+}
+
+/* Opens the upload file of `id` and takes its exclusive lock. Every write to an upload file,
+ * the move out of DATA/uploads at finish and the removal of an expired upload happen under
+ * this lock, and each re-reads the catalog row after taking it. Returns the descriptor;
+ * -1 with errno ENOENT when the file is gone because the upload was finished or removed. */
+static int lock_upload_file(const char *id)
+{
+	char path[REG_PATH_MAX];
+	upload_path(id, path, sizeof path);
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while (flock(fd, LOCK_EX) != 0) {
+		if (errno != EINTR) {
+			int saved = errno;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+	}
+	return fd;
+}
+
+/* Reads the received count of upload `id`. Returns 1 and the count, 0 when no row exists
+ * (the upload was finished or removed) or -1 on a catalog error. */
+static int read_received(const char *id, uint64_t *received)
+{
+	sqlite3 *db = reg_db_thread();
+	sqlite3_stmt *stmt = db ? reg_db_prepare(db, "SELECT received FROM uploads WHERE id = ?")
+				: NULL;
+	if (!stmt)
+		return -1;
+	sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		*received = (uint64_t)sqlite3_column_int64(stmt, 0);
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static enum MHD_Result respond_upload_gone(reg_request *req, const char *id)
+{
+	return reg_respond_problem(req, MHD_HTTP_NOT_FOUND, "upload_not_found", "Upload not found",
+				   "upload %s was finished or removed while this request ran; start"
+				   " a new one with POST /api/uploads", id);
 }
 
 int reg_upload_open_chunk(reg_request *req)
 {
 	uint64_t received, start, end;
-	char path[REG_PATH_MAX];
 	const char *range = reg_header(req, MHD_HTTP_HEADER_CONTENT_RANGE);
 
 	if (load_upload(req, &received) != 0)
@@ -236,20 +286,20 @@ int reg_upload_open_chunk(reg_request *req)
 		return -1;
 	}
 
-	upload_path(req->segments[2], path, sizeof path);
 	struct chunk *c = calloc(1, sizeof *c);
-	int fd = c ? open(path, O_WRONLY | O_CLOEXEC) : -1;
-	if (fd < 0 || ftruncate(fd, (off_t)received) != 0) {
-		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot open upload file %s: %s", path,
-			strerror(errno));
-		if (fd >= 0)
-			close(fd);
+	if (c) {
+		snprintf(c->path, sizeof c->path, "%s/chunk-%" PRIu64 "-XXXXXX", reg_state.tmp_dir,
+			 req->id);
+		c->fd = mkostemp(c->path, O_CLOEXEC);
+	}
+	if (!c || c->fd < 0) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot create a chunk file for upload %s: %s",
+			req->segments[2], c ? strerror(errno) : "out of memory");
 		free(c);
 		reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
-				    "Storage error", "the upload file cannot be written; see the server log");
+				    "Storage error", "the chunk cannot be stored; see the server log");
 		return -1;
 	}
-	c->fd = fd;
 	c->start = start;
 	c->length = length;
 	req->sink.state = c;
@@ -258,11 +308,73 @@ int reg_upload_open_chunk(reg_request *req)
 	return 0;
 }
 
+/* Copies the chunk file to `upload_fd` at the chunk's start and fsyncs it. Returns 0, or -1
+ * after logging. */
+static int copy_chunk(reg_request *req, const struct chunk *c, int upload_fd)
+{
+	char buf[1 << 16];
+	uint64_t done = 0;
+
+	errno = 0;
+	if (ftruncate(upload_fd, (off_t)c->start) != 0)
+		goto fail;
+	while (done < c->length) {
+		ssize_t n = pread(c->fd, buf, sizeof buf, (off_t)done);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto fail;
+		for (ssize_t put = 0; put < n;) {
+			ssize_t m = pwrite(upload_fd, buf + put, (size_t)(n - put),
+					   (off_t)(c->start + done + (uint64_t)put));
+			if (m < 0 && errno == EINTR)
+				continue;
+			if (m <= 0)
+				goto fail;
+			put += m;
+		}
+		done += (uint64_t)n;
+	}
+	/* The data must be on disk before the catalog counts it. */
+	if (fsync(upload_fd) != 0)
+		goto fail;
+	return 0;
+fail:
+	REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot append %s to upload %s: %s", c->path,
+		req->segments[2], errno ? strerror(errno) : "chunk file shorter than its body");
+	return -1;
+}
+
+static int store_received(const char *id, uint64_t start, uint64_t received)
+{
+	sqlite3 *db = reg_db_thread();
+	int rc = SQLITE_ERROR;
+	if (!db || reg_db_begin_write(db) != SQLITE_OK)
+		return -1;
+	sqlite3_stmt *stmt = reg_db_prepare(db,
+		"UPDATE uploads SET received = ?, updated_at = ? WHERE id = ? AND received = ?");
+	if (stmt) {
+		sqlite3_bind_int64(stmt, 1, (sqlite3_int64)received);
+		sqlite3_bind_int64(stmt, 2, reg_now());
+		sqlite3_bind_text(stmt, 3, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 4, (sqlite3_int64)start);
+		rc = sqlite3_step(stmt);
+		sqlite3_finalize(stmt);
+	}
+	if (rc != SQLITE_DONE || reg_db_commit(db) != SQLITE_OK) {
+		reg_db_rollback(db);
+		return -1;
+	}
+	return 0;
+}
+
 enum MHD_Result reg_upload_chunk(reg_request *req)
 {
 	struct chunk *c = req->sink.state;
+	const char *id = req->segments[2];
 	uint64_t start = c->start, written = c->written, length = c->length;
-	uint64_t received = start + written;
+	uint64_t received;
+	enum MHD_Result result;
 
 	if (written != length) {
 		chunk_abort(req);
@@ -270,41 +382,40 @@ enum MHD_Result reg_upload_chunk(reg_request *req)
 					   "Invalid Content-Range", "the body has %" PRIu64 " bytes but"
 					   " Content-Range announced %" PRIu64, written, length);
 	}
-	/* The data must be on disk before the catalog counts it. */
-	int synced = fsync(c->fd) == 0;
-	chunk_abort(req);
-	if (!synced)
-		return reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
-					   "Storage error", "fsync of the upload failed; resend the chunk");
 
-	sqlite3 *db = reg_db_thread();
-	int rc = SQLITE_ERROR;
-	if (db && reg_db_begin_write(db) == SQLITE_OK) {
-		sqlite3_stmt *stmt = reg_db_prepare(db,
-			"UPDATE uploads SET received = ?, updated_at = ? WHERE id = ? AND received = ?");
-		if (stmt) {
-			sqlite3_bind_int64(stmt, 1, (sqlite3_int64)received);
-			sqlite3_bind_int64(stmt, 2, reg_now());
-			sqlite3_bind_text(stmt, 3, req->segments[2], -1, SQLITE_STATIC);
-			sqlite3_bind_int64(stmt, 4, (sqlite3_int64)start);
-			rc = sqlite3_step(stmt);
-			sqlite3_finalize(stmt);
-		}
-		int changed = sqlite3_changes(db);
-		if (rc != SQLITE_DONE || reg_db_commit(db) != SQLITE_OK) {
-			reg_db_rollback(db);
-			rc = SQLITE_ERROR;
-		} else if (changed == 0) {
-			/* Another chunk for the same offset was stored first. */
-			return reg_respond_problem(req, MHD_HTTP_CONFLICT, "upload_offset_mismatch",
-						   "Chunk out of order", "upload %s moved on while this"
-						   " chunk was sent; ask GET /api/uploads/%s for the offset",
-						   req->segments[2], req->segments[2]);
-		}
+	/* The offset was checked when the headers arrived, but another chunk or a finish may
+	 * have run while this body was read, so it is checked again under the lock. */
+	int fd = lock_upload_file(id);
+	if (fd < 0) {
+		int gone = errno == ENOENT;
+		if (!gone)
+			REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot lock upload %s: %s", id,
+				strerror(errno));
+		chunk_abort(req);
+		return gone ? respond_upload_gone(req, id) : reg_respond_problem(req,
+			MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error", "Storage error",
+			"upload %s cannot be written; see the server log", id);
 	}
-	if (rc != SQLITE_DONE)
-		return reg_respond_catalog_error(req);
-	return respond_upload(req, MHD_HTTP_ACCEPTED, req->segments[2], received);
+	int found = read_received(id, &received);
+	if (found < 0) {
+		result = reg_respond_catalog_error(req);
+	} else if (found == 0) {
+		result = respond_upload_gone(req, id);
+	} else if (received != start) {
+		result = reg_respond_problem(req, MHD_HTTP_CONFLICT, "upload_offset_mismatch",
+					     "Chunk out of order", "upload %s moved on while this chunk"
+					     " was sent; ask GET /api/uploads/%s for the offset", id, id);
+	} else if (copy_chunk(req, c, fd) != 0) {
+		result = reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
+					     "Storage error", "the chunk could not be stored; resend it");
+	} else if (store_received(id, start, start + length) != 0) {
+		result = reg_respond_catalog_error(req);
+	} else {
+		result = respond_upload(req, MHD_HTTP_ACCEPTED, id, start + length);
+	}
+	close(fd); /* releases the lock */
+	chunk_abort(req);
+	return result;
 }
 
 enum MHD_Result reg_upload_get(reg_request *req)
@@ -330,6 +441,45 @@ static void delete_upload(const char *id)
 	}
 }
 
+/* Takes upload `id` out of DATA/uploads under its lock: cuts the file to the counted bytes,
+ * renames it to `private_path` in DATA/tmp and deletes the catalog row, so no chunk can write
+ * to it and no second finish can take it. Returns 1 and the byte count, 0 when the upload is
+ * gone, or -1 after queueing an error response. */
+static int take_upload(reg_request *req, const char *id, char *private_path, size_t size,
+		       uint64_t *received)
+{
+	char path[REG_PATH_MAX];
+	int fd = lock_upload_file(id);
+	if (fd < 0 && errno == ENOENT)
+		return 0;
+	if (fd < 0) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot lock upload %s: %s", id, strerror(errno));
+		reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
+				    "Storage error", "upload %s cannot be read; see the server log", id);
+		return -1;
+	}
+	int rc = read_received(id, received);
+	if (rc < 0)
+		reg_respond_catalog_error(req);
+	if (rc <= 0)
+		goto out;
+
+	upload_path(id, path, sizeof path);
+	snprintf(private_path, size, "%s/finish-%s", reg_state.tmp_dir, id);
+	if (ftruncate(fd, (off_t)*received) != 0 || rename(path, private_path) != 0) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot move upload %s to %s: %s", path,
+			private_path, strerror(errno));
+		reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
+				    "Storage error", "upload %s cannot be read; see the server log", id);
+		rc = -1;
+		goto out;
+	}
+	delete_upload(id);
+out:
+	close(fd); /* releases the lock */
+	return rc;
+}
+
 enum MHD_Result reg_upload_finish(reg_request *req)
 {
 	const char *id = req->segments[2];
@@ -347,25 +497,31 @@ enum MHD_Result reg_upload_finish(reg_request *req)
 					   " lower-case hex digits", digest_arg ? digest_arg : "");
 	const char *expected = digest_arg + 7;
 
-	/* Hash exactly the counted bytes, because anything past them is an unfinished chunk.
+	int taken = take_upload(req, id, path, sizeof path, &received);
+	if (taken < 0)
+		return MHD_YES;
+	if (taken == 0)
+		return respond_upload_gone(req, id);
+
+	/* From here the file is private to this request, and the upload is over whatever the
+	 * outcome, so every failure removes the file.
 	 * NOTE: the whole file is hashed here, in the request thread, so finishing a large
 	 * upload blocks one HTTP thread for the time it takes to read it. */
-	upload_path(id, path, sizeof path);
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)received) != 0 ||
-	    uc_sha256_file(path, digest, &size, &err) != UC_OK) {
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || uc_sha256_file(path, digest, &size, &err) != UC_OK) {
 		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot read upload %s: %s", path,
 			fd < 0 ? strerror(errno) : err.message);
 		if (fd >= 0)
 			close(fd);
+		unlink(path);
 		return reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
-					   "Storage error", "upload %s cannot be read; see the server log", id);
+					   "Storage error", "upload %s cannot be read and was discarded;"
+					   " see the server log", id);
 	}
 	uc_sha256_to_hex(digest, actual);
 	if (strcmp(actual, expected) != 0) {
 		close(fd);
 		unlink(path);
-		delete_upload(id);
 		return reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "digest_mismatch", "Digest mismatch",
 					   "the %" PRIu64 " bytes of upload %s hash to sha256:%s, not"
 					   " sha256:%s; the upload was discarded, so start again",
@@ -374,11 +530,12 @@ enum MHD_Result reg_upload_finish(reg_request *req)
 	int rc = reg_blob_install(path, fd, actual, size, req->token_id, req->id);
 	close(fd);
 	if (rc != 0) {
+		if (rc < 0)
+			unlink(path);
 		return reg_respond_problem(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "storage_error",
 					   "Storage error", "upload %s could not be stored; see the"
 					   " server log", id);
 	}
-	delete_upload(id);
 	REG_LOG(REG_LOG_INFO, "req", req->id, "upload %s stored as blob %s (%" PRIu64 " bytes)", id,
 		actual, size);
 	char location[128];

@@ -2,7 +2,9 @@
 """Resumable uploads: chunks in order, repeated or out-of-order chunks, cut-off chunks."""
 
 import os
+import stat
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -89,6 +91,84 @@ class UploadTest(DaemonTest):
         self.assertEqual(self.finish(url).status, 201)
         blob = self.daemon.request("GET", "/api/blobs/sha256/" + self.digest)
         self.assertEqual(blob.body, self.data)
+
+    def open_chunk(self, url, start, end, body):
+        """Sends the headers of a PATCH for bytes start-end and `body`, the first part of
+        its body, and returns the socket, so the caller sends the rest later."""
+        sock = self.daemon.connect()
+        head = ("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"
+                "Content-Range: bytes %d-%d/*\r\nContent-Length: %d\r\n\r\n"
+                % (url, self.token, start, end, end - start + 1))
+        sock.sendall(head.encode() + body)
+        return sock
+
+    def read_status(self, sock):
+        reply = b""
+        while b"\r\n" not in reply:
+            piece = sock.recv(4096)
+            if not piece:
+                break
+            reply += piece
+        sock.close()
+        return int(reply.split(b" ")[1])
+
+    def pause_for_daemon(self):
+        """Gives the daemon time to read what was sent on an open socket."""
+        time.sleep(0.3)
+
+    def test_chunk_after_finish_leaves_blob(self):
+        data = self.data[:1000]
+        url = self.start_upload()
+        self.assertEqual(self.patch(url, 0, 999).status, 202)
+        sock = self.open_chunk(url, 1000, 1009, b"x" * 5)
+        self.pause_for_daemon()
+        response = self.finish(url, sha256_hex(data))
+        self.assertEqual(response.status, 201, response.body)
+
+        sock.sendall(b"y" * 5)
+        status = self.read_status(sock)
+        path = self.daemon.blob_path(sha256_hex(data))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+        self.assertEqual(status, 404)
+        self.assertEqual(os.stat(path).st_mode & 0o222, 0)
+        blob = self.daemon.request("GET", "/api/blobs/sha256/" + sha256_hex(data))
+        self.assertEqual(blob.status, 200)
+        self.assertEqual(blob.body, data)
+        self.assertTrue(wait_until(lambda: self.daemon.tmp_files() == []))
+
+    def test_losing_chunk_keeps_winner_bytes(self):
+        url = self.start_upload()
+        size = 100000
+        loser = self.open_chunk(url, 0, size - 1, b"\xff" * (size // 2))
+        self.pause_for_daemon()
+        self.assertEqual(self.patch(url, 0, size - 1).status, 202)
+
+        loser.sendall(b"\xff" * (size - size // 2))
+        self.assertEqual(self.read_status(loser), 409)
+        self.assertEqual(self.received(url), size)
+        response = self.finish(url, sha256_hex(self.data[:size]))
+        self.assertEqual(response.status, 201, response.body)
+        blob = self.daemon.request("GET", "/api/blobs/sha256/" + sha256_hex(self.data[:size]))
+        self.assertEqual(blob.body, self.data[:size])
+
+    def test_concurrent_finishes_one_201(self):
+        url = self.start_upload()
+        self.assertEqual(self.patch(url, 0, len(self.data) - 1).status, 202)
+        statuses = []
+
+        def finish():
+            statuses.append(self.finish(url).status)
+
+        threads = [threading.Thread(target=finish) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(sorted(statuses), [201, 404, 404, 404])
+        blob = self.daemon.request("GET", "/api/blobs/sha256/" + self.digest)
+        self.assertEqual(blob.body, self.data)
+        self.assertEqual(os.listdir(os.path.join(self.daemon.data_dir, "uploads")), [])
 
     def test_missing_content_range_400(self):
         url = self.start_upload()
