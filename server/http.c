@@ -58,13 +58,100 @@ const char *reg_query(reg_request *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* Preformatted 500 body sent when a response cannot be built (out of memory, or a
+ * jansson error), so that every request still gets a response. */
+static const char fallback_problem[] =
+	"{\"type\":\"urn:uc-registry:problem:internal_error\",\"title\":\"Internal server error\","
+	"\"status\":500,\"detail\":\"the server could not build its response; see the server"
+	" log for the X-Request-Id of this response\",\"code\":\"internal_error\"}";
+
+static struct MHD_Response *fallback_response(void)
+{
+	struct MHD_Response *response = MHD_create_response_from_buffer(
+		sizeof fallback_problem - 1, (void *)fallback_problem, MHD_RESPMEM_PERSISTENT);
+	if (response)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
+					"application/problem+json");
+	return response;
+}
+
+/* Returns the length of the valid UTF-8 sequence at `s`, or 0 when s[0] starts none. */
+static size_t utf8_sequence_length(const unsigned char *s)
+{
+	unsigned char c = s[0];
+	size_t len;
+	unsigned char low = 0x80, high = 0xBF; /* allowed range of the second byte */
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xC2 && c <= 0xDF) {
+		len = 2;
+	} else if (c >= 0xE0 && c <= 0xEF) {
+		len = 3;
+		if (c == 0xE0)
+			low = 0xA0; /* overlong */
+		else if (c == 0xED)
+			high = 0x9F; /* UTF-16 surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		len = 4;
+		if (c == 0xF0)
+			low = 0x90; /* overlong */
+		else if (c == 0xF4)
+			high = 0x8F; /* above U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (s[1] < low || s[1] > high)
+		return 0;
+	for (size_t i = 2; i < len; i++) {
+		if (s[i] < 0x80 || s[i] > 0xBF)
+			return 0;
+	}
+	return len;
+}
+
+/* Copies `in` to `out` as valid UTF-8: each byte that starts no valid sequence becomes
+ * the text \xNN, and the copy is cut on a character boundary when `out` is full. */
+static void utf8_copy(char *out, size_t out_size, const char *in)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t used = 0;
+
+	while (*s) {
+		size_t len = utf8_sequence_length(s);
+		if (len == 0) {
+			if (used + 4 >= out_size)
+				break;
+			snprintf(out + used, out_size - used, "\\x%02X", (unsigned)*s);
+			used += 4;
+			s++;
+			continue;
+		}
+		if (used + len >= out_size)
+			break;
+		memcpy(out + used, s, len);
+		used += len;
+		s += len;
+	}
+	out[used] = '\0';
+}
+
 enum MHD_Result reg_respond(reg_request *req, unsigned status, struct MHD_Response *response)
 {
 	char serial[24], id[24];
 
 	if (!response) {
-		REG_LOG(REG_LOG_ERROR, "req", req->id, "out of memory building a %u response", status);
-		return MHD_NO;
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "could not build a %u response; sending a 500",
+			status);
+		status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+		response = fallback_response();
+		if (!response) {
+			/* Marking the request as responded stops MHD from calling its handler
+			 * again, and MHD_NO closes the connection. */
+			req->status = status;
+			req->responded = 1;
+			return MHD_NO;
+		}
 	}
 	snprintf(serial, sizeof serial, "%" PRIu64, reg_db_serial());
 	snprintf(id, sizeof id, "%" PRIu64, req->id);
@@ -102,7 +189,7 @@ static enum MHD_Result respond_json_typed(reg_request *req, unsigned status, jso
 		json_decref(body);
 		if (!text) {
 			REG_LOG(REG_LOG_ERROR, "req", req->id, "out of memory encoding a JSON response");
-			return MHD_NO;
+			return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
 		}
 		len = strlen(text);
 	}
@@ -126,13 +213,18 @@ static struct MHD_Response *problem_response(reg_request *req, unsigned status, 
 					     const char *title, const char *detail)
 {
 	char type[128];
+	/* Four bytes of \xNN for each byte of the raw detail, so nothing is cut. */
+	char valid_detail[4 * 1024 + 1];
 
 	snprintf(type, sizeof type, "urn:uc-registry:problem:%s", code);
+	/* jansson rejects invalid UTF-8, and a detail quotes client bytes (a path or method)
+	 * that may be invalid or cut inside a character by a %.200s. */
+	utf8_copy(valid_detail, sizeof valid_detail, detail);
 	/* Client errors (4xx) are logged at debug level and server faults (5xx) as errors. */
 	REG_LOG(status >= 500 ? REG_LOG_ERROR : REG_LOG_DEBUG, "req", req->id, "%u %s: %s", status,
-		code, detail);
+		code, valid_detail);
 	json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s}", "type", type, "title", title, "status",
-				 (int)status, "detail", detail, "code", code);
+				 (int)status, "detail", valid_detail, "code", code);
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
 	json_decref(body);
 	if (!text)
@@ -500,7 +592,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	if (req->multipart_boundary[0])
 		return answer_multipart(req);
-	return req->route->handle(req);
+	if (!req->route) {
+		/* begin_request stops without a route only after queueing a response. */
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "no route and no response for %.300s",
+			req->raw_uri);
+		return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+	}
+	enum MHD_Result result = req->route->handle(req);
+	if (!req->responded) {
+		/* MHD calls a handler again until it queues a response, so a handler that
+		 * queued none would spin this thread. Send one 500 instead. */
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "handler of %s %.300s queued no response",
+			req->method, req->raw_uri);
+		return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+	}
+	return result;
 }
 
 /* Allocates the request record with the raw URI, before MHD decodes it. */

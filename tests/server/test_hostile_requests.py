@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""ucregd under hostile requests: bytes that are not UTF-8, characters cut by a length
+limit, conflicting framing headers and out-of-range numbers. Each case checks that the
+daemon answers problem+json naming the bad value, stays up and does not flood its log."""
+
+import json
+import os
+import socket
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import regtest  # noqa: E402
+from regtest import DaemonTest  # noqa: E402
+
+# Bytes the log may grow by for one rejected request; a handler that spins grows it by
+# megabytes per second.
+LOG_GROWTH_LIMIT = 8192
+
+
+def parse_response(data):
+    """Splits raw response bytes into (status, lowercase headers, body)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers, body
+
+
+class HostileRequestTest(DaemonTest):
+    def send_raw(self, data, timeout=5):
+        """Sends raw request bytes and returns every byte read until the server closes
+        the connection or `timeout` seconds pass without data."""
+        with socket.create_connection(("127.0.0.1", self.daemon.port), timeout=timeout) as s:
+            s.sendall(data)
+            received = b""
+            while True:
+                try:
+                    piece = s.recv(65536)
+                except socket.timeout:
+                    break
+                if not piece:
+                    break
+                received += piece
+            return received
+
+    def log_size(self):
+        return os.path.getsize(self.daemon.log_path)
+
+    def assertRawProblem(self, data, status, code):
+        """Sends `data` and checks the one problem+json answer; returns its detail."""
+        log_before = self.log_size()
+        received = self.send_raw(data)
+        self.assertTrue(received, "no response to %r" % data[:80])
+        got_status, headers, body = parse_response(received)
+        self.assertEqual(got_status, status, received[:300])
+        self.assertEqual(headers.get("content-type"), "application/problem+json")
+        problem = json.loads(body)
+        self.assertEqual(problem["code"], code)
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+        self.assertLess(self.log_size() - log_before, LOG_GROWTH_LIMIT)
+        return problem["detail"]
+
+    def test_invalid_utf8_path_answered(self):
+        detail = self.assertRawProblem(
+            b"GET /api/\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404, "not_found")
+        self.assertIn("/api/\\xFF", detail)
+
+    def test_invalid_utf8_dot_segment(self):
+        detail = self.assertRawProblem(
+            b"GET /\xff/.. HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400, "invalid_path")
+        self.assertIn("\\xFF", detail)
+
+    def test_invalid_utf8_method_answered(self):
+        detail = self.assertRawProblem(
+            b"G\xffT /api/packs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405,
+            "method_not_allowed")
+        self.assertIn("G\\xFFT", detail)
+
+    def test_character_cut_by_limit(self):
+        path = b"/api/" + b"a" * 194 + "é".encode() + b"/.."
+        detail = self.assertRawProblem(
+            b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400,
+            "invalid_path")
+        self.assertIn("a" * 194, detail)
+
+    def test_slug_cut_inside_character(self):
+        log_before = self.log_size()
+        response = self.daemon.request("GET", "/api/packs/" + "a" * 79 + "%C3%A9", timeout=5)
+        self.assertProblem(response, 400, "invalid_slug")
+        self.assertIn("a" * 79, response.json()["detail"])
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+        self.assertLess(self.log_size() - log_before, LOG_GROWTH_LIMIT)
+
+    def test_percent_encoded_ff_rejected(self):
+        cases = [
+            ("/api/packs/%ff", 400, "invalid_slug"),
+            ("/api/packs/s/versions/%ff", 400, "invalid_version"),
+            ("/api/changes?since=%ff", 400, "invalid_query"),
+            ("/api/packs?limit=%ff", 400, "invalid_query"),
+            ("/api/packs?sort=%ff", 400, "invalid_query"),
+            ("/api/blobs/sha256/%ff", 400, "invalid_digest"),
+            ("/api/jobs/%ff", 400, "invalid_job_id"),
+        ]
+        for path, status, code in cases:
+            with self.subTest(path=path):
+                log_before = self.log_size()
+                response = self.daemon.request("GET", path, timeout=5)
+                problem = self.assertProblem(response, status, code)
+                self.assertIn("\\xFF", problem["detail"])
+                self.assertLess(self.log_size() - log_before, LOG_GROWTH_LIMIT)
+        response = self.daemon.request("GET", "/api/uploads/%ff", token=self.token, timeout=5)
+        self.assertProblem(response, 400, "invalid_upload_id")
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+
+
+if __name__ == "__main__":
+    regtest.main()
