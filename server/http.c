@@ -503,9 +503,60 @@ static int read_content_length(reg_request *req)
 	return 0;
 }
 
+/* Counts of the headers that frame a request body. */
+struct framing_headers {
+	unsigned content_lengths;
+	unsigned transfer_encodings;
+};
+
+static enum MHD_Result count_framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+					    const char *value)
+{
+	struct framing_headers *counts = cls;
+	(void)kind;
+	(void)value;
+
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		counts->content_lengths++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		counts->transfer_encodings++;
+	return MHD_YES;
+}
+
+/* Rejects a request whose body length is ambiguous: several Content-Length headers, or
+ * Content-Length with Transfer-Encoding. A proxy in front may frame such a request
+ * differently (request smuggling), so RFC 9112 section 6.3 requires a 400 and closing the
+ * connection. reg_header returns only the first of repeated headers, so they are counted
+ * here. Returns 0, or -1 after queueing the 400. */
+static int check_framing(reg_request *req)
+{
+	struct framing_headers counts = { 0, 0 };
+	char detail[160];
+
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing_header, &counts);
+	if (counts.content_lengths > 1)
+		snprintf(detail, sizeof detail, "the request has %u Content-Length headers; send"
+			 " exactly one", counts.content_lengths);
+	else if (counts.content_lengths == 1 && counts.transfer_encodings > 0)
+		snprintf(detail, sizeof detail, "the request has both Content-Length and"
+			 " Transfer-Encoding; send only one of them");
+	else
+		return 0;
+
+	struct MHD_Response *response = problem_response(req, MHD_HTTP_BAD_REQUEST,
+							 "ambiguous_body_length",
+							 "Ambiguous body length", detail);
+	if (response)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+	reg_respond(req, MHD_HTTP_BAD_REQUEST, response);
+	return -1;
+}
+
 /* First call of a request: route, authenticate, open the body sink. */
 static enum MHD_Result begin_request(reg_request *req)
 {
+	if (check_framing(req) != 0)
+		return MHD_YES;
 	int rc = split_path(req);
 	if (rc == -1)
 		return MHD_NO;

@@ -115,6 +115,39 @@ class HostileRequestTest(DaemonTest):
         self.assertProblem(response, 400, "invalid_upload_id")
         self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
 
+    def assertFramingRejected(self, request):
+        """Checks that `request` gets one 400 and a closed connection, so bytes after its
+        first framing are never parsed as a second request."""
+        received = self.send_raw(request)
+        self.assertEqual(received.count(b"HTTP/1.1 "), 1, received)
+        status, headers, body = parse_response(received)
+        self.assertEqual(status, 400, received)
+        self.assertEqual(headers.get("connection"), "close")
+        self.assertEqual(json.loads(body)["code"], "ambiguous_body_length")
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+        return json.loads(body)["detail"]
+
+    def test_conflicting_content_lengths(self):
+        body = b'{"reason":"ab"}GET /api/packs/zz HTTP/1.1\r\nHost: x\r\n\r\n'
+        detail = self.assertFramingRejected(
+            b"POST /api/packs/zz/versions/r1/yank HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: 16\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        self.assertIn("2 Content-Length", detail)
+
+    def test_duplicate_content_lengths(self):
+        self.assertFramingRejected(
+            b"POST /api/packs/zz/versions/r1/yank HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}")
+
+    def test_content_length_with_chunked(self):
+        detail = self.assertFramingRejected(
+            b"POST /api/packs/zz/versions/r1/yank HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\n{}\r\n0\r\n\r\nGET /api/packs/zz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn("Transfer-Encoding", detail)
+
 
 if __name__ == "__main__":
     regtest.main()
