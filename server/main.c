@@ -21,6 +21,7 @@
 #include "server.h"
 #include "settings.h"
 #include "snapshot.h"
+#include "uploads.h"
 #include "workers.h"
 
 #define SHUTDOWN_GRACE_SECONDS 10
@@ -90,16 +91,24 @@ static int serve(void)
 
 	if (reg_snapshot_load_key(reg_state.settings.data_dir) != 0)
 		return 1;
-	if (reg_workers_start(reg_state.settings.workers) != 0)
+	/* Uploads left by a previous run are kept unless they expired or lost their row. */
+	if (reg_uploads_remove_orphans() != 0 || reg_uploads_expire() < 0 ||
+	    reg_uploads_start_sweeper() != 0)
 		return 1;
+	if (reg_workers_start(reg_state.settings.workers) != 0) {
+		reg_uploads_stop_sweeper();
+		return 1;
+	}
 	if (reg_state.settings.mirror_of && reg_mirror_start() != 0) {
 		reg_workers_stop();
+		reg_uploads_stop_sweeper();
 		return 1;
 	}
 	struct MHD_Daemon *daemon = reg_http_start();
 	if (!daemon) {
 		reg_mirror_stop();
 		reg_workers_stop();
+		reg_uploads_stop_sweeper();
 		return 1;
 	}
 
@@ -109,6 +118,7 @@ static int serve(void)
 	reg_http_stop(daemon, SHUTDOWN_GRACE_SECONDS);
 	reg_mirror_stop();
 	reg_workers_stop();
+	reg_uploads_stop_sweeper();
 	reg_snapshot_unload_key();
 	REG_INFO("stopped");
 	return 0;

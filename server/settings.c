@@ -77,11 +77,16 @@ void reg_settings_print_usage(void)
 	       "                            /api/keys; required with --mirror-of (UCREG_UPSTREAM_KEY)\n"
 	       "  --mirror-interval SEC     seconds between mirror sync rounds\n"
 	       "                            (UCREG_MIRROR_INTERVAL, default %d)\n"
+	       "  --max-open-uploads N      resumable uploads one token may have open at once\n"
+	       "                            (UCREG_MAX_OPEN_UPLOADS, default %d)\n"
+	       "  --upload-expiry SEC       remove a resumable upload that got no chunk for\n"
+	       "                            this long (UCREG_UPLOAD_EXPIRY, default %d)\n"
 	       "  --help                    print this text\n"
 	       "  --version                 print the version\n",
 	       REG_DEFAULT_LISTEN, REG_DEFAULT_DATA_DIR, REG_DEFAULT_HTTP_THREADS,
 	       REG_DEFAULT_CONNECTION_TIMEOUT, REG_DEFAULT_MAX_CONNECTIONS,
-	       REG_DEFAULT_PER_IP_CONNECTIONS, REG_DEFAULT_MIRROR_INTERVAL);
+	       REG_DEFAULT_PER_IP_CONNECTIONS, REG_DEFAULT_MIRROR_INTERVAL,
+	       REG_DEFAULT_MAX_OPEN_UPLOADS, REG_DEFAULT_UPLOAD_EXPIRY);
 }
 
 enum {
@@ -98,6 +103,8 @@ enum {
 	OPT_MIRROR_OF,
 	OPT_UPSTREAM_KEY,
 	OPT_MIRROR_INTERVAL,
+	OPT_MAX_OPEN_UPLOADS,
+	OPT_UPLOAD_EXPIRY,
 	OPT_HELP,
 	OPT_VERSION,
 };
@@ -123,6 +130,8 @@ static const struct setting setting_table[] = {
 	{ OPT_MIRROR_OF, "UCREG_MIRROR_OF", "mirror-of" },
 	{ OPT_UPSTREAM_KEY, "UCREG_UPSTREAM_KEY", "upstream-key" },
 	{ OPT_MIRROR_INTERVAL, "UCREG_MIRROR_INTERVAL", "mirror-interval" },
+	{ OPT_MAX_OPEN_UPLOADS, "UCREG_MAX_OPEN_UPLOADS", "max-open-uploads" },
+	{ OPT_UPLOAD_EXPIRY, "UCREG_UPLOAD_EXPIRY", "upload-expiry" },
 };
 #define N_SETTINGS (sizeof setting_table / sizeof setting_table[0])
 
@@ -161,6 +170,14 @@ static int apply_setting(reg_settings *settings, int code, const char *value, co
 	case OPT_MIRROR_INTERVAL:
 		bad = parse_count(value, 86400, &settings->mirror_interval) || settings->mirror_interval == 0;
 		break;
+	case OPT_MAX_OPEN_UPLOADS:
+		bad = parse_count(value, 65536, &settings->max_open_uploads) ||
+		      settings->max_open_uploads == 0;
+		break;
+	case OPT_UPLOAD_EXPIRY:
+		bad = parse_count(value, 365 * 86400, &settings->upload_expiry) ||
+		      settings->upload_expiry == 0;
+		break;
 	default: bad = 1; break;
 	}
 	if (bad) {
@@ -186,6 +203,8 @@ reg_settings_result reg_settings_parse(reg_settings *settings, int argc, char **
 		{ "mirror-of", required_argument, NULL, OPT_MIRROR_OF },
 		{ "upstream-key", required_argument, NULL, OPT_UPSTREAM_KEY },
 		{ "mirror-interval", required_argument, NULL, OPT_MIRROR_INTERVAL },
+		{ "max-open-uploads", required_argument, NULL, OPT_MAX_OPEN_UPLOADS },
+		{ "upload-expiry", required_argument, NULL, OPT_UPLOAD_EXPIRY },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		{ NULL, 0, NULL, 0 },
@@ -201,6 +220,8 @@ reg_settings_result reg_settings_parse(reg_settings *settings, int argc, char **
 	settings->per_ip_connections = REG_DEFAULT_PER_IP_CONNECTIONS;
 	settings->log_level = REG_LOG_INFO;
 	settings->mirror_interval = REG_DEFAULT_MIRROR_INTERVAL;
+	settings->max_open_uploads = REG_DEFAULT_MAX_OPEN_UPLOADS;
+	settings->upload_expiry = REG_DEFAULT_UPLOAD_EXPIRY;
 
 	for (size_t i = 0; i < N_SETTINGS; i++) {
 		const char *value = getenv(setting_table[i].env);

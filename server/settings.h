@@ -15,6 +15,8 @@
 #define REG_DEFAULT_MAX_CONNECTIONS 1024
 #define REG_DEFAULT_PER_IP_CONNECTIONS 128
 #define REG_DEFAULT_MIRROR_INTERVAL 60
+#define REG_DEFAULT_MAX_OPEN_UPLOADS 16
+#define REG_DEFAULT_UPLOAD_EXPIRY (24 * 3600)
 
 /* Every string is borrowed from argv, the environment or a literal; nothing is freed. */
 typedef struct {
@@ -31,6 +33,8 @@ typedef struct {
 	const char *mirror_of;       /* upstream URL; NULL when not a mirror */
 	const char *upstream_key;    /* the upstream's Ed25519 public key (PEM file) */
 	unsigned mirror_interval;    /* seconds between follower rounds */
+	unsigned max_open_uploads;   /* resumable uploads one token may have open at once */
+	unsigned upload_expiry;      /* seconds without a chunk before an upload is removed */
 } reg_settings;
 
 /* Outcome of reg_settings_parse. */

@@ -2,14 +2,17 @@
 
 #include "uploads.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "blobs.h"
@@ -22,7 +25,7 @@
 #define UPLOAD_ID_CHARS (2 * UPLOAD_ID_BYTES)
 
 /* An open chunk. Its body goes into a temporary file of its own, so a chunk that loses a race
- * or is cut off never touches the upload file; only an accepted chunk is copied there. */
+ * or is cut off never touches the upload file. Only an accepted chunk is copied there. */
 struct chunk {
 	int fd;
 	char path[REG_PATH_MAX];
@@ -103,6 +106,44 @@ static enum MHD_Result respond_upload(reg_request *req, unsigned status, const c
 	return reg_respond(req, status, r);
 }
 
+/* Inserts the row of a new upload unless the token already has --max-open-uploads open.
+ * The count and the insert share one write transaction, so parallel requests cannot pass the
+ * limit. Returns 0, 1 when the limit was reached, or -1 on a catalog error. */
+static int insert_upload_row(const char *id, int64_t token_id)
+{
+	sqlite3 *db = reg_db_thread();
+	int64_t now = reg_now();
+	int rc = -1;
+
+	if (!db || reg_db_begin_write(db) != SQLITE_OK)
+		return -1;
+	sqlite3_stmt *stmt = reg_db_prepare(db, "SELECT count(*) FROM uploads WHERE token_id = ?");
+	if (stmt) {
+		sqlite3_bind_int64(stmt, 1, token_id);
+		if (sqlite3_step(stmt) == SQLITE_ROW)
+			rc = sqlite3_column_int64(stmt, 0) >= reg_state.settings.max_open_uploads;
+		sqlite3_finalize(stmt);
+	}
+	stmt = rc == 0 ? reg_db_prepare(db, "INSERT INTO uploads (id, token_id, received, created_at,"
+					   " updated_at) VALUES (?, ?, 0, ?, ?)") : NULL;
+	if (stmt) {
+		sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 2, token_id);
+		sqlite3_bind_int64(stmt, 3, now);
+		sqlite3_bind_int64(stmt, 4, now);
+		if (sqlite3_step(stmt) != SQLITE_DONE)
+			rc = -1;
+		sqlite3_finalize(stmt);
+	} else if (rc == 0) {
+		rc = -1;
+	}
+	if (rc != 0 || reg_db_commit(db) != SQLITE_OK) {
+		reg_db_rollback(db);
+		return rc == 0 ? -1 : rc;
+	}
+	return 0;
+}
+
 enum MHD_Result reg_upload_create(reg_request *req)
 {
 	uint8_t random[UPLOAD_ID_BYTES];
@@ -123,30 +164,21 @@ enum MHD_Result reg_upload_create(reg_request *req)
 	}
 	close(fd);
 
-	sqlite3 *db = reg_db_thread();
-	int64_t now = reg_now();
-	sqlite3_stmt *stmt = NULL;
-	int rc = SQLITE_ERROR;
-	if (db && reg_db_begin_write(db) == SQLITE_OK) {
-		stmt = reg_db_prepare(db, "INSERT INTO uploads (id, token_id, received, created_at,"
-					  " updated_at) VALUES (?, ?, 0, ?, ?)");
-		if (stmt) {
-			sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(stmt, 2, req->token_id);
-			sqlite3_bind_int64(stmt, 3, now);
-			sqlite3_bind_int64(stmt, 4, now);
-			rc = sqlite3_step(stmt);
-			sqlite3_finalize(stmt);
-		}
-		if (rc != SQLITE_DONE || reg_db_commit(db) != SQLITE_OK) {
-			reg_db_rollback(db);
-			rc = SQLITE_ERROR;
-		}
-	}
-	if (rc != SQLITE_DONE) {
+	int rc = insert_upload_row(id, req->token_id);
+	if (rc != 0)
 		unlink(path);
-		return reg_respond_catalog_error(req);
+	if (rc > 0) {
+		REG_LOG(REG_LOG_WARN, "req", req->id, "token %" PRId64 " has %u open uploads;"
+			" rejected another", req->token_id, reg_state.settings.max_open_uploads);
+		return reg_respond_problem(req, MHD_HTTP_TOO_MANY_REQUESTS, "too_many_uploads",
+					   "Too many open uploads", "this token already has %u open"
+					   " uploads, the limit (--max-open-uploads); finish one, or wait"
+					   " until unused ones expire after %u seconds",
+					   reg_state.settings.max_open_uploads,
+					   reg_state.settings.upload_expiry);
 	}
+	if (rc < 0)
+		return reg_respond_catalog_error(req);
 	REG_LOG(REG_LOG_INFO, "req", req->id, "upload %s started for token %" PRId64, id, req->token_id);
 	return respond_upload(req, MHD_HTTP_CREATED, id, 0);
 }
@@ -441,10 +473,10 @@ static void delete_upload(const char *id)
 	}
 }
 
-/* Takes upload `id` out of DATA/uploads under its lock: cuts the file to the counted bytes,
- * renames it to `private_path` in DATA/tmp and deletes the catalog row, so no chunk can write
- * to it and no second finish can take it. Returns 1 and the byte count, 0 when the upload is
- * gone, or -1 after queueing an error response. */
+/* Takes upload `id` out of DATA/uploads under its lock. It cuts the file to the counted
+ * bytes, renames it to `private_path` in DATA/tmp and deletes the catalog row. After that no
+ * chunk can write to the file and no second finish can take it. Returns 1 and the byte
+ * count, 0 when the upload is gone, or -1 after queueing an error response. */
 static int take_upload(reg_request *req, const char *id, char *private_path, size_t size,
 		       uint64_t *received)
 {
@@ -543,4 +575,171 @@ enum MHD_Result reg_upload_finish(reg_request *req)
 	json_t *body = json_pack("{s:s, s:I, s:b, s:s}", "digest", actual, "size", (json_int_t)size,
 				 "created", 1, "url", location);
 	return reg_respond_json(req, MHD_HTTP_CREATED, body);
+}
+
+/* Removes upload `id` under its lock when its last chunk came before `cutoff`, so a chunk or
+ * finish that waits for the lock finds no row. Returns 1 when it was removed. */
+static int expire_upload(const char *id, int64_t cutoff)
+{
+	char path[REG_PATH_MAX];
+	int fd = lock_upload_file(id);
+	if (fd < 0 && errno != ENOENT) {
+		REG_ERROR("cannot lock upload %s for expiry: %s", id, strerror(errno));
+		return 0;
+	}
+	sqlite3 *db = reg_db_thread();
+	int removed = 0;
+	if (db && reg_db_begin_write(db) == SQLITE_OK) {
+		sqlite3_stmt *stmt = reg_db_prepare(db,
+			"DELETE FROM uploads WHERE id = ? AND updated_at < ?");
+		int rc = SQLITE_ERROR;
+		if (stmt) {
+			sqlite3_bind_text(stmt, 1, id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(stmt, 2, cutoff);
+			rc = sqlite3_step(stmt);
+			sqlite3_finalize(stmt);
+		}
+		removed = rc == SQLITE_DONE && sqlite3_changes(db) > 0;
+		if (rc != SQLITE_DONE || reg_db_commit(db) != SQLITE_OK) {
+			reg_db_rollback(db);
+			removed = 0;
+		}
+	}
+	if (removed && fd >= 0) {
+		upload_path(id, path, sizeof path);
+		unlink(path);
+	}
+	if (fd >= 0)
+		close(fd); /* releases the lock */
+	return removed;
+}
+
+int reg_uploads_expire(void)
+{
+	int64_t cutoff = reg_now() - (int64_t)reg_state.settings.upload_expiry;
+	char (*ids)[UPLOAD_ID_CHARS + 1] = NULL;
+	size_t count = 0, capacity = 0;
+	int removed = 0;
+
+	/* The ids are collected first, because expire_upload writes to the catalog. */
+	sqlite3 *db = reg_db_thread();
+	sqlite3_stmt *stmt = db ? reg_db_prepare(db, "SELECT id FROM uploads WHERE updated_at < ?")
+				: NULL;
+	if (!stmt)
+		return -1;
+	sqlite3_bind_int64(stmt, 1, cutoff);
+	while (sqlite3_step(stmt) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(stmt, 0);
+		if (!id || !upload_id_valid(id))
+			continue;
+		if (count == capacity) {
+			size_t grown = capacity ? 2 * capacity : 64;
+			void *bigger = realloc(ids, grown * sizeof *ids);
+			if (!bigger)
+				break;
+			ids = bigger;
+			capacity = grown;
+		}
+		memcpy(ids[count++], id, UPLOAD_ID_CHARS + 1);
+	}
+	sqlite3_finalize(stmt);
+
+	for (size_t i = 0; i < count; i++)
+		removed += expire_upload(ids[i], cutoff);
+	free(ids);
+	if (removed)
+		REG_INFO("removed %d uploads that got no chunk for %u seconds", removed,
+			 reg_state.settings.upload_expiry);
+	return removed;
+}
+
+/* Returns 1 when a catalog row for upload `id` exists, 0 when not, -1 on a catalog error. */
+static int upload_row_exists(const char *id)
+{
+	uint64_t received;
+	return read_received(id, &received);
+}
+
+int reg_uploads_remove_orphans(void)
+{
+	DIR *dir = opendir(reg_state.upload_dir);
+	if (!dir) {
+		REG_ERROR("cannot read %s: %s", reg_state.upload_dir, strerror(errno));
+		return -1;
+	}
+	struct dirent *entry;
+	unsigned removed = 0;
+	while ((entry = readdir(dir))) {
+		if (entry->d_name[0] == '.')
+			continue;
+		if (upload_id_valid(entry->d_name) && upload_row_exists(entry->d_name) != 0)
+			continue;
+		char path[REG_PATH_MAX + 256];
+		snprintf(path, sizeof path, "%s/%s", reg_state.upload_dir, entry->d_name);
+		if (unlink(path) == 0)
+			removed++;
+	}
+	closedir(dir);
+	if (removed)
+		REG_INFO("removed %u files without an upload row from %s", removed,
+			 reg_state.upload_dir);
+	return 0;
+}
+
+static pthread_t sweeper;
+static int sweeper_started;
+static int sweeper_stopping;
+static pthread_mutex_t sweeper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweeper_wake = PTHREAD_COND_INITIALIZER;
+
+/* Runs an expiry pass every quarter of the expiry time, at least every second and at most
+ * every ten minutes, so an upload is removed at most that long after it expired. */
+static void *sweeper_main(void *arg)
+{
+	unsigned interval = reg_state.settings.upload_expiry / 4;
+	(void)arg;
+
+	if (interval == 0)
+		interval = 1;
+	if (interval > 600)
+		interval = 600;
+	pthread_mutex_lock(&sweeper_lock);
+	while (!sweeper_stopping) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += interval;
+		while (!sweeper_stopping &&
+		       pthread_cond_timedwait(&sweeper_wake, &sweeper_lock, &until) == 0) {
+		}
+		if (sweeper_stopping)
+			break;
+		pthread_mutex_unlock(&sweeper_lock);
+		reg_uploads_expire();
+		pthread_mutex_lock(&sweeper_lock);
+	}
+	pthread_mutex_unlock(&sweeper_lock);
+	return NULL;
+}
+
+int reg_uploads_start_sweeper(void)
+{
+	sweeper_stopping = 0;
+	if (pthread_create(&sweeper, NULL, sweeper_main, NULL) != 0) {
+		REG_ERROR("cannot start the upload expiry thread");
+		return -1;
+	}
+	sweeper_started = 1;
+	return 0;
+}
+
+void reg_uploads_stop_sweeper(void)
+{
+	if (!sweeper_started)
+		return;
+	pthread_mutex_lock(&sweeper_lock);
+	sweeper_stopping = 1;
+	pthread_cond_signal(&sweeper_wake);
+	pthread_mutex_unlock(&sweeper_lock);
+	pthread_join(sweeper, NULL);
+	sweeper_started = 0;
 }

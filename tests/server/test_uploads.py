@@ -182,5 +182,61 @@ class UploadTest(DaemonTest):
         self.assertProblem(self.daemon.request("POST", "/api/uploads"), 401, "token_missing")
 
 
+class UploadLimitTest(DaemonTest):
+    daemon_args = ("--max-open-uploads", "2", "--upload-expiry", "2")
+
+    def start_upload(self, token):
+        return self.daemon.request("POST", "/api/uploads", token=token)
+
+    def upload_files(self):
+        return os.listdir(os.path.join(self.daemon.data_dir, "uploads"))
+
+    def test_open_uploads_capped_per_token(self):
+        self.assertEqual(self.start_upload(self.token).status, 201)
+        self.assertEqual(self.start_upload(self.token).status, 201)
+        problem = self.assertProblem(self.start_upload(self.token), 429, "too_many_uploads")
+        self.assertIn("--max-open-uploads", problem["detail"])
+        self.assertEqual(len(self.upload_files()), 2)
+        self.assertEqual(self.start_upload(self.other_token).status, 201)
+
+    def test_finished_upload_frees_slot(self):
+        data = b"chunk"
+        url = self.start_upload(self.token).json()["url"]
+        self.assertEqual(self.start_upload(self.token).status, 201)
+        response = self.daemon.request("PATCH", url, body=data, token=self.token,
+                                       headers={"Content-Range": "bytes 0-4/*"})
+        self.assertEqual(response.status, 202)
+        response = self.daemon.request("PUT", url + "?digest=sha256:" + sha256_hex(data),
+                                       token=self.token)
+        self.assertEqual(response.status, 201)
+        self.assertEqual(self.start_upload(self.token).status, 201)
+
+    def test_idle_upload_expires(self):
+        url = self.start_upload(self.token).json()["url"]
+        self.assertTrue(wait_until(lambda: self.upload_files() == [], timeout=8))
+        self.assertProblem(self.daemon.request("GET", url, token=self.token), 404,
+                           "upload_not_found")
+        self.assertEqual(self.start_upload(self.token).status, 201)
+        self.assertEqual(self.start_upload(self.token).status, 201)
+
+    def test_expired_upload_removed_at_start(self):
+        self.daemon.stop()
+        self.daemon.args = ["--upload-expiry", "3600"]
+        self.daemon.start()
+        url = self.start_upload(self.token).json()["url"]
+        stray = os.path.join(self.daemon.data_dir, "uploads", "stray")
+        open(stray, "wb").close()
+        self.daemon.stop()
+        db = self.daemon.catalog()
+        db.execute("UPDATE uploads SET updated_at = updated_at - 7200")
+        db.commit()
+        db.close()
+
+        self.daemon.start()
+        self.assertEqual(self.upload_files(), [])
+        self.assertProblem(self.daemon.request("GET", url, token=self.token), 404,
+                           "upload_not_found")
+
+
 if __name__ == "__main__":
     regtest.main()
