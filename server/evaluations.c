@@ -129,7 +129,17 @@ static int validate_record(reg_request *req, json_t *record, char **protocol_key
 		return bad_field(req, "compressed", "a positive finite number"), -1;
 	if (!positive_number(json_object_get(record, "ratio"), &ratio))
 		return bad_field(req, "ratio", "a positive finite number"), -1;
-	if (fabs(ratio - compressed / baseline) > RATIO_TOLERANCE * (compressed / baseline)) {
+	/* With extreme inputs the quotient overflows to inf, and inf - ratio > tol * inf is
+	 * false, so a non-finite quotient would pass the check below. */
+	double quotient = compressed / baseline;
+	if (!isfinite(quotient) || quotient <= 0) {
+		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
+				    "Invalid evaluation record",
+				    "compressed / baseline = %.9g / %.9g is not a finite positive number;"
+				    " send the measured values", compressed, baseline);
+		return -1;
+	}
+	if (fabs(ratio - quotient) > RATIO_TOLERANCE * quotient) {
 		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
 				    "Invalid evaluation record",
 				    "ratio %.9g differs from compressed / baseline = %.9g / %.9g = %.9g",

@@ -69,6 +69,20 @@ class EvaluationTest(PackTest):
                                              "invalid_evaluation")
                 self.assertIn(field.split(".")[0], problem["detail"])
 
+    def test_overflowing_quotient_rejected(self):
+        self.publish()
+        cases = {
+            "overflow": dict(record(), baseline=1e-300, compressed=1e300, ratio=1.0),
+            "underflow": dict(record(), baseline=1e300, compressed=1e-300, ratio=1.0),
+        }
+        for name, body in cases.items():
+            with self.subTest(case=name):
+                problem = self.assertProblem(self.post("stories", "1.0", body), 400,
+                                             "invalid_evaluation")
+                self.assertIn("compressed / baseline", problem["detail"])
+        stored = self.daemon.catalog().execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+        self.assertEqual(stored, 0)
+
     def test_other_owner_forbidden(self):
         self.publish()
         self.assertProblem(self.post("stories", "1.0", record(), self.other_token), 403,
