@@ -307,6 +307,14 @@ enum MHD_Result reg_manifest_get(reg_request *req)
 		sqlite3_finalize(stmt);
 		return reg_respond_catalog_error(req);
 	}
+	if (sqlite3_column_bytes(stmt, 0) == 0) {
+		sqlite3_finalize(stmt);
+		return reg_respond_problem(req, MHD_HTTP_NOT_FOUND, "manifest_not_kept",
+					   "Manifest not kept", "the manifest of %s@%s failed the structure"
+					   " check and was not kept; GET /api/packs/%s/versions/%s shows its"
+					   " digest and the reason", req->segments[2], req->segments[4],
+					   req->segments[2], req->segments[4]);
+	}
 	snprintf(etag, sizeof etag, "\"%s\"", (const char *)sqlite3_column_text(stmt, 1));
 	const char *inm = reg_header(req, MHD_HTTP_HEADER_IF_NONE_MATCH);
 	int not_modified = inm && strstr(inm, etag);

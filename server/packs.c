@@ -142,7 +142,12 @@ static int insert_version(sqlite3 *db, reg_request *req, int64_t pack_id,
 		return -1;
 	sqlite3_bind_int64(stmt, 1, pack_id);
 	sqlite3_bind_text(stmt, 2, req->segments[4], -1, SQLITE_STATIC);
-	sqlite3_bind_blob(stmt, 3, req->body, (int)req->body_len, SQLITE_STATIC);
+	/* The body of a manifest that failed the structure check is not kept, because it can be
+	 * up to the request limit for every new version name. The digest and the reason are. */
+	if (m)
+		sqlite3_bind_blob(stmt, 3, req->body, (int)req->body_len, SQLITE_STATIC);
+	else
+		sqlite3_bind_zeroblob(stmt, 3, 0);
 	sqlite3_bind_text(stmt, 4, facts->digest, -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 5, m ? "pending" : "failed", -1, SQLITE_STATIC);
 	sqlite3_bind_text(stmt, 6, facts->failure, -1, SQLITE_STATIC);

@@ -146,6 +146,24 @@ class FailedVerificationTest(PackTest):
         self.assertIn("tok_embeddings.weight", problem["detail"])
         self.assertNeverVerified("broken", "1.0", "tok_embeddings.weight")
 
+    def test_failed_manifest_body_dropped(self):
+        padded = json.loads(self.manifest)
+        padded["padding"] = "x" * (1 << 20)
+        body = json.dumps(padded).encode()
+        self.assertProblem(self.put_version("padded", "1.0", body), 422, "manifest_invalid")
+
+        db = self.daemon.catalog()
+        size, digest, reason = db.execute(
+            "SELECT length(manifest), manifest_digest, status_reason FROM versions"
+            " WHERE version = '1.0'").fetchone()
+        db.close()
+        self.assertEqual(size, 0)
+        self.assertEqual(digest, regtest.sha256_hex(body))
+        self.assertIn("padding", reason)
+        self.assertProblem(self.daemon.request("GET", "/api/packs/padded/versions/1.0/manifest"),
+                           404, "manifest_not_kept")
+        self.assertEqual(self.put_version("padded", "1.0", body).status, 200)
+
     def test_reconstruction_failure_recorded(self):
         broken = json.loads(self.manifest)
         broken["tensors"][0]["sha256"] = "0" * 64
