@@ -3,6 +3,7 @@
  * each statement reads its own consistent WAL snapshot. */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -394,11 +395,9 @@ enum MHD_Result reg_changes_get(reg_request *req)
 	sqlite3 *db = reg_db_thread();
 	long long since = 0, limit = 100;
 
-	if (query_uint(req, "since", INT64_MAX, &since) != 0 ||
-	    query_uint(req, "limit", 1000, &limit) != 0)
+	if (query_uint(req, "since", 0, INT64_MAX, &since) != 0 ||
+	    query_uint(req, "limit", 1, 1000, &limit) != 0)
 		return MHD_YES;
-	if (limit == 0)
-		limit = 100;
 	if (!db)
 		return reg_respond_catalog_error(req);
 	sqlite3_stmt *stmt = reg_db_prepare(db,

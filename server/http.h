@@ -95,6 +95,12 @@ enum MHD_Result reg_respond_bytes(reg_request *req, unsigned status, const char 
 enum MHD_Result reg_respond_problem(reg_request *req, unsigned status, const char *code,
 				    const char *title, const char *detail_fmt, ...)
 	__attribute__((format(printf, 5, 6)));
+/* Builds the response of reg_respond_problem without queueing it, for a caller that adds
+ * headers and then passes it to reg_respond. Returns NULL when out of memory; reg_respond
+ * then sends a 500. The caller owns the response until it passes it on. */
+struct MHD_Response *reg_problem_response(reg_request *req, unsigned status, const char *code,
+					  const char *title, const char *detail_fmt, ...)
+	__attribute__((format(printf, 5, 6)));
 
 /* Returns a request header (borrowed until the request ends) or NULL. */
 const char *reg_header(reg_request *req, const char *name);

@@ -358,6 +358,22 @@ START_TEST(identical_shards_share_file)
 }
 END_TEST
 
+/* A published pack is readable by all, like the safetensors files uc unpack writes, even
+ * though mkdtemp creates its temporary directory 0700. */
+START_TEST(pack_directory_readable_by_all)
+{
+	uc_source *src = open_stories();
+	uc_pack_options options = dense_options(1);
+	const char *dir = scratch_path("readable");
+	write_pack(src, dir, &options);
+
+	struct stat st;
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0755);
+	uc_source_close(src);
+}
+END_TEST
+
 START_TEST(existing_output_rejected)
 {
 	uc_source *src = open_stories();
@@ -686,6 +702,7 @@ int main(void)
 	tcase_add_test(tc, two_runs_identical);
 	tcase_add_test(tc, shard_limit_splits);
 	tcase_add_test(tc, identical_shards_share_file);
+	tcase_add_test(tc, pack_directory_readable_by_all);
 	tcase_add_test(tc, existing_output_rejected);
 	tcase_add_test(tc, invalid_options_rejected);
 	tcase_add_test(tc, nonfinite_weight_rejected);
