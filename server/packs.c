@@ -276,6 +276,27 @@ static enum MHD_Result respond_missing(reg_request *req, json_t *missing)
 }
 
 /* Runs the write transaction of a PUT. Returns the response already queued. */
+/* Looks up the tombstone of a deleted version. Returns 1 with the digest of the deleted
+ * manifest, 0 when the name was never deleted, or -1 on a catalog error. */
+static int load_deleted_version(sqlite3 *db, const char *slug, const char *version,
+				char digest[UC_SHA256_HEX_CHARS + 1])
+{
+	sqlite3_stmt *stmt = reg_db_prepare(db,
+		"SELECT manifest_digest FROM deleted_versions WHERE slug = ? AND version = ?");
+	if (!stmt)
+		return -1;
+	sqlite3_bind_text(stmt, 1, slug, -1, SQLITE_STATIC);
+	sqlite3_bind_text(stmt, 2, version, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(stmt);
+	if (rc == SQLITE_ROW)
+		snprintf(digest, UC_SHA256_HEX_CHARS + 1, "%s",
+			 (const char *)sqlite3_column_text(stmt, 0));
+	sqlite3_finalize(stmt);
+	if (rc == SQLITE_ROW)
+		return 1;
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
 static enum MHD_Result publish(reg_request *req, sqlite3 *db, const struct manifest_facts *facts)
 {
 	const char *slug = req->segments[2], *version = req->segments[4];
@@ -309,6 +330,17 @@ static enum MHD_Result publish(reg_request *req, sqlite3 *db, const struct manif
 						   " immutable, so publish the new manifest (sha256:%s) under a"
 						   " new version", slug, version, existing_digest, facts->digest);
 		}
+	}
+	int deleted = load_deleted_version(db, slug, version, existing_digest);
+	if (deleted < 0)
+		goto catalog_error;
+	if (deleted) {
+		reg_db_rollback(db);
+		return reg_respond_problem(req, MHD_HTTP_CONFLICT, "version_deleted",
+					   "Version was deleted", "%s@%s was deleted (its manifest was"
+					   " sha256:%s) and its manifest URL may still be cached as"
+					   " immutable, so the name cannot be used again; publish under"
+					   " a new version", slug, version, existing_digest);
 	}
 
 	if (facts->manifest) {
@@ -402,6 +434,31 @@ enum MHD_Result reg_version_put(reg_request *req)
 	return result;
 }
 
+/* Records the tombstone that keeps the deleted version's name from being published again.
+ * Returns 0, or -1 after logging. */
+static int insert_deleted_version(sqlite3 *db, reg_request *req, const char *digest)
+{
+	sqlite3_stmt *stmt = reg_db_prepare(db,
+		"INSERT OR REPLACE INTO deleted_versions (slug, version, manifest_digest, deleted_at,"
+		" deleted_by) VALUES (?, ?, ?, ?, ?)");
+	int rc = SQLITE_ERROR;
+	if (stmt) {
+		sqlite3_bind_text(stmt, 1, req->segments[2], -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 2, req->segments[4], -1, SQLITE_STATIC);
+		sqlite3_bind_text(stmt, 3, digest, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(stmt, 4, reg_now());
+		sqlite3_bind_int64(stmt, 5, req->token_id);
+		rc = sqlite3_step(stmt);
+		sqlite3_finalize(stmt);
+	}
+	if (rc != SQLITE_DONE) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "cannot record deleted version %s@%s: %s",
+			req->segments[2], req->segments[4], sqlite3_errmsg(db));
+		return -1;
+	}
+	return 0;
+}
+
 enum MHD_Result reg_version_delete(reg_request *req)
 {
 	static const char *const statements[] = {
@@ -444,7 +501,8 @@ enum MHD_Result reg_version_delete(reg_request *req)
 			return reg_respond_catalog_error(req);
 		}
 	}
-	if (reg_db_append_event(db, "delete", slug, version, digest) != SQLITE_OK ||
+	if (insert_deleted_version(db, req, digest) != 0 ||
+	    reg_db_append_event(db, "delete", slug, version, digest) != SQLITE_OK ||
 	    reg_db_commit(db) != SQLITE_OK) {
 		reg_db_rollback(db);
 		return reg_respond_catalog_error(req);

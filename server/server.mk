@@ -4,7 +4,8 @@ sbin_PROGRAMS += server/ucregd
 # Numbered migrations, applied in this order.
 SERVER_SCHEMA = \
 	$(top_srcdir)/schema/001_catalog.sql \
-	$(top_srcdir)/schema/002_mirror.sql
+	$(top_srcdir)/schema/002_mirror.sql \
+	$(top_srcdir)/schema/003_deleted_versions.sql
 
 server_ucregd_SOURCES = \
 	server/main.c server/server.h \

@@ -119,6 +119,22 @@ class PublishTest(PackTest):
                 self.assertEqual(response.status, 400, response.body)
         self.assertEqual(self.daemon.request("GET", "/api/packs").json()["packs"], [])
 
+    def test_deleted_version_not_reused(self):
+        self.publish("stories", "1.0")
+        url = "/api/packs/stories/versions/1.0"
+        response = self.daemon.request("DELETE", url, token=self.admin_token)
+        self.assertEqual(response.status, 200, response.body)
+
+        other = json.dumps(json.loads(self.manifest), indent=1).encode()
+        for manifest in (other, self.manifest):
+            problem = self.assertProblem(self.put_version("stories", "1.0", manifest), 409,
+                                         "version_deleted")
+            self.assertIn(regtest.sha256_hex(self.manifest), problem["detail"])
+        admin_put = self.put_version("stories", "1.0", other, token=self.admin_token)
+        self.assertProblem(admin_put, 409, "version_deleted")
+        self.assertEqual(self.daemon.request("GET", url + "/manifest").status, 404)
+        self.assertEqual(self.put_version("stories", "1.1", other).status, 202)
+
     def test_not_json_rejected(self):
         self.assertProblem(self.put_version("stories", "1.0", b"not json"), 400,
                            "manifest_not_json")
