@@ -410,7 +410,7 @@ uc_status uc_pack_write(const uc_source *src, const char *out_dir, const uc_pack
 		goto out;
 	}
 	temp_created = 1;
-	/* mkdtemp creates the directory 0700; a published pack is readable by all, as the
+	/* mkdtemp creates the directory 0700, but a published pack is readable by all, as the
 	 * 0644 shard files inside it are. */
 	if (chmod(w.temp_dir, 0755) != 0) {
 		rc = ucp_fail(err, UC_ERR_IO, "cannot set the permissions of %s: %s", w.temp_dir,

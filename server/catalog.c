@@ -336,9 +336,12 @@ enum MHD_Result reg_job_get(reg_request *req)
 {
 	sqlite3 *db = reg_db_thread();
 	char *end;
-	long long id = strtoll(req->segments[2], &end, 10);
+	const char *text = req->segments[2];
+	errno = 0;
+	long long id = strtoll(text, &end, 10);
 
-	if (*end != '\0' || id <= 0)
+	/* strtoll skips leading spaces and saturates on overflow; both are rejected. */
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno == ERANGE || id <= 0)
 		return reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_job_id", "Invalid job id",
 					   "'%.40s' is not a job id; job ids are positive integers",
 					   req->segments[2]);
@@ -372,18 +375,23 @@ enum MHD_Result reg_job_get(reg_request *req)
 	return reg_respond_json(req, MHD_HTTP_OK, job);
 }
 
-/* Parses an optional non-negative integer query argument. Queues 400 and returns -1 when
- * it is present but invalid. */
-static int query_uint(reg_request *req, const char *name, long long max, long long *value)
+/* Parses an optional integer query argument from `min` to `max`. Queues 400 and returns -1
+ * when it is present but invalid. */
+static int query_uint(reg_request *req, const char *name, long long min, long long max,
+		      long long *value)
 {
 	const char *text = reg_query(req, name);
 	if (!text)
 		return 0;
 	char *end;
+	errno = 0;
 	long long n = strtoll(text, &end, 10);
-	if (text[0] < '0' || text[0] > '9' || *end != '\0' || n > max) {
+	/* strtoll saturates on overflow, so ERANGE marks a number above max. */
+	if (text[0] < '0' || text[0] > '9' || *end != '\0' || errno == ERANGE || n < min ||
+	    n > max) {
 		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_query", "Invalid query argument",
-				    "%s='%.40s' is not an integer from 0 to %lld", name, text, max);
+				    "%s='%.40s' is not an integer from %lld to %lld", name, text, min,
+				    max);
 		return -1;
 	}
 	*value = n;

@@ -156,7 +156,7 @@ mkdir "$work/out-dir"
 expect_exit 2 "unpack to a directory" "$UC" unpack "$work/s" -o "$work/out-dir"
 expect_text "$work/err" "out-dir is a directory" "directory output named"
 if [ -z "$(ls -A "$work/out-dir")" ] && ! ls "$work" | grep -q tmp-; then ok "unpack to a directory leaves nothing"; else not_ok "unpack to a directory leaves nothing"; fi
-# A checkpoint whose tensor name holds ESC (JSON \u001b) is malformed input: exit 1, not 2.
+# A checkpoint whose tensor name contains ESC (JSON \u001b) is malformed input: exit 1, not 2.
 header='{"a\u001bb":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
 length=$(printf '%s' "$header" | wc -c)
 { printf "\\$(printf %03o "$length")\\0\\0\\0\\0\\0\\0\\0"; printf '%s' "$header"; printf '\0\0\0\0'; } >"$work/escape.safetensors"
