@@ -325,8 +325,10 @@ static int parse_range(const char *header, uint64_t size, uint64_t *first, uint6
 			return 0;
 		errno = 0;
 		uint64_t suffix = strtoull(p + 1, &end, 10);
-		if (errno || *end)
+		if (*end)
 			return 0;
+		if (errno == ERANGE)
+			suffix = UINT64_MAX; /* a suffix longer than any blob means all of it */
 		if (suffix == 0 || size == 0)
 			return -1;
 		*first = suffix >= size ? 0 : size - suffix;
@@ -335,17 +337,26 @@ static int parse_range(const char *header, uint64_t size, uint64_t *first, uint6
 	}
 	if (*p < '0' || *p > '9')
 		return 0;
+	/* Positions beyond 2^64 - 1 saturate: a first position past the end cannot be
+	 * satisfied (416), and a last position past the end is cut to the blob's end. */
 	errno = 0;
 	uint64_t a = strtoull(p, &end, 10);
-	if (errno || *end != '-')
+	if (*end != '-')
 		return 0;
+	if (errno == ERANGE)
+		a = UINT64_MAX;
 	p = end + 1;
 	uint64_t b = size ? size - 1 : 0;
 	if (*p) {
 		if (*p < '0' || *p > '9')
 			return 0;
+		errno = 0;
 		b = strtoull(p, &end, 10);
-		if (errno || *end || b < a)
+		if (*end)
+			return 0;
+		if (errno == ERANGE)
+			b = UINT64_MAX;
+		if (b < a)
 			return 0;
 		if (b >= size)
 			b = size - 1;
@@ -413,8 +424,11 @@ enum MHD_Result reg_blob_get(reg_request *req)
 		range = parse_range(reg_header(req, MHD_HTTP_HEADER_RANGE), size, &first, &last);
 	if (range < 0) {
 		close(fd);
-		struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"",
-									 MHD_RESPMEM_PERSISTENT);
+		struct MHD_Response *r = reg_problem_response(
+			req, MHD_HTTP_RANGE_NOT_SATISFIABLE, "range_not_satisfiable",
+			"Range not satisfiable", "the range '%.100s' starts at or past the end of blob"
+			" sha256:%s of %" PRIu64 " bytes; request a range below %" PRIu64,
+			reg_header(req, MHD_HTTP_HEADER_RANGE), hex, size, size);
 		snprintf(header, sizeof header, "bytes */%" PRIu64, size);
 		if (r)
 			MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, header);

@@ -359,7 +359,9 @@ enum MHD_Result reg_packs_list(reg_request *req)
 	if (limit_text) {
 		char *end;
 		limit = strtol(limit_text, &end, 10);
-		if (*end || limit < 1 || limit > LIST_MAX_LIMIT)
+		/* strtol skips leading spaces and takes a sign; neither is an integer here. */
+		if (limit_text[0] < '0' || limit_text[0] > '9' || *end || limit < 1 ||
+		    limit > LIST_MAX_LIMIT)
 			return bad_query(req, "limit", limit_text, "an integer from 1 to 500");
 	}
 	if (cursor_text && (decode_cursor(cursor_text, &cursor) != 0 ||

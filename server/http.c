@@ -251,6 +251,18 @@ enum MHD_Result reg_respond_problem(reg_request *req, unsigned status, const cha
 	return reg_respond(req, status, problem_response(req, status, code, title, detail));
 }
 
+struct MHD_Response *reg_problem_response(reg_request *req, unsigned status, const char *code,
+					  const char *title, const char *detail_fmt, ...)
+{
+	char detail[1024];
+	va_list ap;
+
+	va_start(ap, detail_fmt);
+	vsnprintf(detail, sizeof detail, detail_fmt, ap);
+	va_end(ap);
+	return problem_response(req, status, code, title, detail);
+}
+
 /* Decodes %XX escapes of one path segment in place. Returns -1 on a bad escape. */
 static int percent_decode(char *s, size_t *len)
 {
@@ -294,8 +306,12 @@ static int split_path(reg_request *req)
 		while (*p && *p != '/')
 			p++;
 		size_t raw_len = (size_t)(p - start);
-		if (raw_len == 0 && *p == '\0')
-			break; /* trailing slash */
+		if (raw_len == 0 && *p == '\0') {
+			/* "/" is the site root; any other trailing slash is an empty segment. */
+			if (req->n_segments > 0)
+				rc = -2;
+			break;
+		}
 		if (req->n_segments == REG_MAX_SEGMENTS) {
 			rc = -2;
 			break;
@@ -787,7 +803,7 @@ struct MHD_Daemon *reg_http_start(void)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->connection_timeout,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->per_ip_connections,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 		MHD_OPTION_END);

@@ -148,6 +148,40 @@ class HostileRequestTest(DaemonTest):
             b"2\r\n{}\r\n0\r\n\r\nGET /api/packs/zz HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertIn("Transfer-Encoding", detail)
 
+    def test_out_of_range_numbers_rejected(self):
+        cases = [
+            ("/api/changes?since=99999999999999999999", "invalid_query", "since="),
+            ("/api/changes?limit=0", "invalid_query", "from 1 to 1000"),
+            ("/api/jobs/99999999999999999999", "invalid_job_id", "99999999999999999999"),
+            ("/api/jobs/%2012", "invalid_job_id", "' 12'"),
+            ("/api/packs?limit=%2010", "invalid_query", "limit=' 10'"),
+        ]
+        for path, code, named in cases:
+            with self.subTest(path=path):
+                problem = self.assertProblem(self.daemon.request("GET", path), 400, code)
+                self.assertIn(named, problem["detail"])
+
+    def test_trailing_slash_rejected(self):
+        problem = self.assertProblem(self.daemon.request("GET", "/index.html/"), 400,
+                                     "invalid_path")
+        self.assertIn("/index.html/", problem["detail"])
+        self.assertProblem(self.daemon.request("GET", "/api/packs/"), 400, "invalid_path")
+
+    def test_unsatisfiable_range_is_problem(self):
+        data = b"hostile range test blob"
+        self.assertEqual(self.daemon.put_blob(data, self.token).status, 201)
+        path = "/api/blobs/sha256/" + regtest.sha256_hex(data)
+        for first in ("99999999999999999999999", str(len(data))):
+            with self.subTest(first=first):
+                response = self.daemon.request("GET", path, headers={"Range": "bytes=%s-" % first})
+                problem = self.assertProblem(response, 416, "range_not_satisfiable")
+                self.assertIn(first, problem["detail"])
+                self.assertEqual(response.header("content-range"), "bytes */%d" % len(data))
+        response = self.daemon.request("GET", path,
+                                       headers={"Range": "bytes=2-99999999999999999999999"})
+        self.assertEqual(response.status, 206)
+        self.assertEqual(response.body, data[2:])
+
 
 if __name__ == "__main__":
     regtest.main()
