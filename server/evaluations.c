@@ -14,7 +14,8 @@
 #include "packs.h"
 
 #define RATIO_TOLERANCE 1e-6
-#define YANK_REASON_MAX 500
+#define YANK_REASON_MAX 500 /* characters */
+#define UTF8_CHAR_BYTES_MAX 4
 
 /* The version a write targets, with its pack owner, read inside the write transaction. */
 struct target {
@@ -22,7 +23,8 @@ struct target {
 	int64_t owner;
 	char digest[UC_SHA256_HEX_CHARS + 1];
 	int yanked;
-	char yank_reason[YANK_REASON_MAX + 1]; /* the stored reason when already yanked */
+	/* The stored reason when already yanked. */
+	char yank_reason[YANK_REASON_MAX * UTF8_CHAR_BYTES_MAX + 1];
 };
 
 /* Loads the target and checks ownership. Queues 404 or 403 and returns -1 on failure;
@@ -198,15 +200,15 @@ enum MHD_Result reg_evaluation_post(reg_request *req)
 	json_t *record = parse_body(req);
 	if (!record)
 		return MHD_YES;
-	if (validate_record(req, record, &protocol_key) != 0)
-		goto out;
 
 	sqlite3 *db = reg_db_thread();
 	if (!db || reg_db_begin_write(db) != SQLITE_OK) {
 		result = reg_respond_catalog_error(req);
 		goto out;
 	}
-	if (load_target(req, db, &t) != 0) {
+	/* Ownership is checked before the record, so a token that may not write here gets
+	 * 403 whatever it sent. */
+	if (load_target(req, db, &t) != 0 || validate_record(req, record, &protocol_key) != 0) {
 		reg_db_rollback(db);
 		goto out;
 	}
@@ -237,6 +239,19 @@ out:
 	return result;
 }
 
+/* Counts the characters of a UTF-8 string (jansson has validated it) by skipping
+ * continuation bytes. */
+static size_t utf8_char_count(const char *text)
+{
+	size_t count = 0;
+
+	for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+		if ((*p & 0xC0) != 0x80)
+			count++;
+	}
+	return count;
+}
+
 enum MHD_Result reg_version_yank(reg_request *req)
 {
 	struct target t;
@@ -247,7 +262,7 @@ enum MHD_Result reg_version_yank(reg_request *req)
 	if (!body)
 		return MHD_YES;
 	const char *reason = json_string_value(json_object_get(body, "reason"));
-	if (!reason || reason[0] == '\0' || strlen(reason) > YANK_REASON_MAX) {
+	if (!reason || reason[0] == '\0' || utf8_char_count(reason) > YANK_REASON_MAX) {
 		json_decref(body);
 		return reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "yank_reason_missing",
 					   "Yank reason missing", "send {\"reason\": \"...\"} with 1 to %d"

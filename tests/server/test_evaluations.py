@@ -83,6 +83,24 @@ class EvaluationTest(PackTest):
         stored = self.daemon.catalog().execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
         self.assertEqual(stored, 0)
 
+    def test_other_owner_invalid_record_forbidden(self):
+        self.publish()
+        body = dict(record(), metric="bleu")
+        self.assertProblem(self.post("stories", "1.0", body, self.other_token), 403, "not_owner")
+
+    def test_yank_reason_counts_characters(self):
+        self.publish()
+        path = "/api/packs/stories/versions/1.0/yank"
+        too_long = json.dumps({"reason": "é" * 501}, ensure_ascii=False).encode()
+        response = self.daemon.request("POST", path, body=too_long, token=self.token)
+        self.assertProblem(response, 400, "yank_reason_missing")
+        longest = json.dumps({"reason": "é" * 500}, ensure_ascii=False).encode()
+        response = self.daemon.request("POST", path, body=longest, token=self.token)
+        self.assertEqual(response.status, 200, response.body)
+        self.assertEqual(response.json()["reason"], "é" * 500)
+        again = self.daemon.request("POST", path, body=b'{"reason": "other"}', token=self.token)
+        self.assertEqual(again.json()["reason"], "é" * 500)
+
     def test_other_owner_forbidden(self):
         self.publish()
         self.assertProblem(self.post("stories", "1.0", record(), self.other_token), 403,
