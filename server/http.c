@@ -494,6 +494,27 @@ static int keep_probe(reg_request *req, const char *data, size_t len)
 	return 0;
 }
 
+/* Queues 413 for a body of `size` bytes and closes the connection after it, so the
+ * client stops sending. */
+static enum MHD_Result respond_body_too_large(reg_request *req, uint64_t size)
+{
+	struct MHD_Response *response;
+
+	if (req->route->body == REG_BODY_JSON)
+		response = reg_problem_response(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+						"Request body too large", "the body of %" PRIu64
+						"%s bytes exceeds the %zu-byte limit for JSON bodies",
+						size, req->body_over_limit ? " or more" : "",
+						REG_JSON_BODY_LIMIT);
+	else
+		response = reg_problem_response(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+						"Request body too large", "Content-Length %" PRIu64
+						" exceeds every body size this registry accepts", size);
+	if (response)
+		MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+	return reg_respond(req, MHD_HTTP_CONTENT_TOO_LARGE, response);
+}
+
 static int read_content_length(reg_request *req)
 {
 	const char *value = reg_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -509,13 +530,13 @@ static int read_content_length(reg_request *req)
 				    " byte count", value);
 		return -1;
 	}
-	req->content_length = n;
-	if (req->route->body == REG_BODY_JSON && n > REG_JSON_BODY_LIMIT) {
-		reg_respond_problem(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
-				    "Request body too large", "the body of %llu bytes exceeds the"
-				    " %zu-byte limit for JSON bodies", n, REG_JSON_BODY_LIMIT);
+	/* 2^64 - 1 fits no route's limit, and it is also the "no Content-Length" value of
+	 * req->content_length, so it is rejected here for every route. */
+	if (n == UINT64_MAX || (req->route->body == REG_BODY_JSON && n > REG_JSON_BODY_LIMIT)) {
+		respond_body_too_large(req, n);
 		return -1;
 	}
+	req->content_length = n;
 	return 0;
 }
 
@@ -523,6 +544,7 @@ static int read_content_length(reg_request *req)
 struct framing_headers {
 	unsigned content_lengths;
 	unsigned transfer_encodings;
+	const char *other_coding; /* a Transfer-Encoding other than "chunked", or NULL */
 };
 
 static enum MHD_Result count_framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -530,12 +552,14 @@ static enum MHD_Result count_framing_header(void *cls, enum MHD_ValueKind kind, 
 {
 	struct framing_headers *counts = cls;
 	(void)kind;
-	(void)value;
 
-	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
 		counts->content_lengths++;
-	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
 		counts->transfer_encodings++;
+		if (!value || strcasecmp(value, "chunked") != 0)
+			counts->other_coding = value ? value : "";
+	}
 	return MHD_YES;
 }
 
@@ -543,13 +567,27 @@ static enum MHD_Result count_framing_header(void *cls, enum MHD_ValueKind kind, 
  * Content-Length with Transfer-Encoding. A proxy in front may frame such a request
  * differently (request smuggling), so RFC 9112 section 6.3 requires a 400 and closing the
  * connection. reg_header returns only the first of repeated headers, so they are counted
- * here. Returns 0, or -1 after queueing the 400. */
+ * here. A transfer coding other than chunked gets 501. Returns 0, or -1 after queueing the
+ * response. */
 static int check_framing(reg_request *req)
 {
-	struct framing_headers counts = { 0, 0 };
+	struct framing_headers counts = { 0, 0, NULL };
 	char detail[160];
 
 	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_framing_header, &counts);
+	if (counts.other_coding) {
+		/* libmicrohttpd 0.9.75 decodes only "chunked", and a request in another coding,
+		 * such as "gzip, chunked", got no response. RFC 9112 section 6.1 allows 501. */
+		struct MHD_Response *response = reg_problem_response(
+			req, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_transfer_encoding",
+			"Unsupported transfer coding", "Transfer-Encoding '%.60s' is not supported;"
+			" send the body with Content-Length or 'Transfer-Encoding: chunked'",
+			counts.other_coding);
+		if (response)
+			MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+		reg_respond(req, MHD_HTTP_NOT_IMPLEMENTED, response);
+		return -1;
+	}
 	if (counts.content_lengths > 1)
 		snprintf(detail, sizeof detail, "the request has %u Content-Length headers; send"
 			 " exactly one", counts.content_lengths);
@@ -610,10 +648,23 @@ static enum MHD_Result take_body(reg_request *req, const char *data, size_t len)
 	case REG_BODY_NONE:
 		return MHD_YES;
 	case REG_BODY_JSON:
+		/* A chunked body has no Content-Length to reject up front, and MHD 0.9.75
+		 * queues no response while a body is read. So the rest of the body is read
+		 * and dropped, up to the limit again, and 413 follows once it ended. */
+		if (req->body_over_limit) {
+			if (req->body_received > 2 * (uint64_t)REG_JSON_BODY_LIMIT) {
+				REG_LOG(REG_LOG_WARN, "req", req->id, "JSON body over %zu bytes;"
+					" closing", 2 * REG_JSON_BODY_LIMIT);
+				return MHD_NO;
+			}
+			return MHD_YES;
+		}
 		if (req->body_len + len > REG_JSON_BODY_LIMIT) {
-			REG_LOG(REG_LOG_WARN, "req", req->id, "JSON body over %zu bytes; closing",
-				REG_JSON_BODY_LIMIT);
-			return MHD_NO;
+			req->body_over_limit = 1;
+			free(req->body);
+			req->body = NULL;
+			req->body_len = 0;
+			return MHD_YES;
 		}
 		char *grown = realloc(req->body, req->body_len + len + 1);
 		if (!grown)
@@ -659,6 +710,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	if (req->multipart_boundary[0])
 		return answer_multipart(req);
+	if (req->body_over_limit)
+		return respond_body_too_large(req, req->body_received);
 	if (!req->route) {
 		/* begin_request stops without a route only after queueing a response. */
 		REG_LOG(REG_LOG_ERROR, "req", req->id, "no route and no response for %.300s",

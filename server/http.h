@@ -73,6 +73,7 @@ struct reg_request {
 	reg_sink sink;
 	int responded;        /* a response was queued */
 	int failed;           /* a response was queued before the body ended */
+	int body_over_limit;  /* a JSON body grew past REG_JSON_BODY_LIMIT; 413 after the body */
 	unsigned status;
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """ucregd under hostile requests: bytes that are not UTF-8, characters cut by a length
 limit, conflicting framing headers and out-of-range numbers. Each case checks that the
-daemon answers problem+json naming the bad value, stays up and does not flood its log."""
+daemon sends problem+json naming the bad value, stays up and does not flood its log."""
 
 import json
 import os
@@ -50,7 +50,7 @@ class HostileRequestTest(DaemonTest):
         return os.path.getsize(self.daemon.log_path)
 
     def assertRawProblem(self, data, status, code):
-        """Sends `data` and checks the one problem+json answer; returns its detail."""
+        """Sends `data` and checks the one problem+json response; returns its detail."""
         log_before = self.log_size()
         received = self.send_raw(data)
         self.assertTrue(received, "no response to %r" % data[:80])
@@ -181,6 +181,39 @@ class HostileRequestTest(DaemonTest):
                                        headers={"Range": "bytes=2-99999999999999999999999"})
         self.assertEqual(response.status, 206)
         self.assertEqual(response.body, data[2:])
+
+    def test_chunked_json_over_limit(self):
+        chunk = b"x" * (1 << 20)
+        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(17)) + b"0\r\n\r\n"
+        received = self.send_raw(
+            b"POST /api/packs/zz/versions/r1/evaluations HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+            b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+            timeout=20)
+        self.assertTrue(received, "no response to a chunked body over 16 MiB")
+        status, headers, body = parse_response(received)
+        self.assertEqual(status, 413, received[:300])
+        self.assertEqual(headers.get("content-type"), "application/problem+json")
+        problem = json.loads(body)
+        self.assertEqual(problem["code"], "body_too_large")
+        self.assertIn("16777216-byte limit", problem["detail"])
+        self.assertEqual(self.daemon.request("GET", "/healthz").status, 200)
+
+    def test_max_content_length_blob_put(self):
+        digest = "0" * 64
+        detail = self.assertRawProblem(
+            b"PUT /api/blobs/sha256/" + digest.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+            b"Content-Length: 18446744073709551615\r\n\r\n", 413, "body_too_large")
+        self.assertIn("18446744073709551615", detail)
+
+    def test_other_transfer_coding_rejected(self):
+        detail = self.assertRawProblem(
+            b"POST /api/packs/zz/versions/r1/yank HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + self.token.encode() + b"\r\n"
+            b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", 501,
+            "unsupported_transfer_encoding")
+        self.assertIn("'gzip, chunked'", detail)
 
 
 if __name__ == "__main__":
