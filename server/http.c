@@ -165,6 +165,13 @@ enum MHD_Result reg_respond(reg_request *req, unsigned status, struct MHD_Respon
 	req->responded = 1;
 	enum MHD_Result result = MHD_queue_response(req->conn, status, response);
 	MHD_destroy_response(response);
+	if (result != MHD_YES) {
+		/* Many callers ignore this result, so on_request closes the connection
+		 * instead of waiting for a response that will never be sent. */
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "libmicrohttpd did not queue the %u"
+			" response; closing the connection", status);
+		req->queue_failed = 1;
+	}
 	return result;
 }
 
@@ -699,8 +706,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (!req->method) {
 		req->conn = conn;
 		req->method = method;
-		return begin_request(req);
+		enum MHD_Result begun = begin_request(req);
+		return req->queue_failed ? MHD_NO : begun;
 	}
+	if (req->queue_failed)
+		return MHD_NO;
 	if (*upload_data_size) {
 		size_t len = *upload_data_size;
 		*upload_data_size = 0;

@@ -74,6 +74,7 @@ struct reg_request {
 	int responded;        /* a response was queued */
 	int failed;           /* a response was queued before the body ended */
 	int body_over_limit;  /* a JSON body grew past REG_JSON_BODY_LIMIT; 413 after the body */
+	int queue_failed;     /* MHD_queue_response failed, so the connection must be closed */
 	unsigned status;
 };
 
