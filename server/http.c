@@ -188,20 +188,22 @@ enum MHD_Result reg_respond_bytes(reg_request *req, unsigned status, const char 
 static enum MHD_Result respond_json_typed(reg_request *req, unsigned status, json_t *body,
 					  const char *content_type)
 {
-	char *text = NULL;
-	size_t len = 0;
-
-	if (body) {
-		text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
-		json_decref(body);
-		if (!text) {
-			REG_LOG(REG_LOG_ERROR, "req", req->id, "out of memory encoding a JSON response");
-			return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
-		}
-		len = strlen(text);
+	/* Callers pass json_pack results directly, and json_pack returns NULL for a string
+	 * that is not UTF-8 or when out of memory. */
+	if (!body) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "could not build the JSON body of a %u"
+			" response", status);
+		return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
 	}
+	char *text = json_dumps(body, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(body);
+	if (!text) {
+		REG_LOG(REG_LOG_ERROR, "req", req->id, "out of memory encoding a JSON response");
+		return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
+	}
+	size_t len = strlen(text);
 	struct MHD_Response *response =
-		MHD_create_response_from_buffer(len, text ? text : (void *)"", MHD_RESPMEM_MUST_FREE);
+		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!response) {
 		free(text);
 		return reg_respond(req, status, NULL);

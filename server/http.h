@@ -87,7 +87,8 @@ void reg_http_stop(struct MHD_Daemon *daemon, unsigned grace_seconds);
 /* Response helpers. Each adds X-Registry-Serial and X-Request-Id, queues the response and
  * records the status. `headers` is NULL or a NULL-terminated list of name, value pairs. */
 enum MHD_Result reg_respond(reg_request *req, unsigned status, struct MHD_Response *response);
-/* Takes `body` (may be NULL for none), decrefs it. */
+/* Takes `body` and decrefs it. A NULL body, such as a failed json_pack, sends the
+ * preformatted 500 problem instead. */
 enum MHD_Result reg_respond_json(reg_request *req, unsigned status, json_t *body);
 enum MHD_Result reg_respond_bytes(reg_request *req, unsigned status, const char *content_type,
 				  const void *data, size_t len);
