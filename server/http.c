@@ -868,7 +868,7 @@ struct MHD_Daemon *reg_http_start(void)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->connection_timeout,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->per_ip_connections,
-		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
 		MHD_OPTION_END);
