@@ -11,10 +11,13 @@
 
 #include "log.h"
 
-/* Open connections, so reg_db_shutdown can close those of threads that have not exited. */
+/* Open connections, so reg_db_shutdown can close those of threads that have not exited.
+ * The thread-specific value of conn_key is the thread's node. */
 struct conn_node {
 	sqlite3 *db;
 	uint64_t pending_serial; /* serial appended in the open transaction, 0 when none */
+	sqlite3_stmt *data_version_stmt; /* PRAGMA data_version, prepared on first use */
+	int64_t data_version;             /* last value read, 0 before the first read */
 	struct conn_node *next;
 };
 
@@ -24,6 +27,7 @@ static pthread_once_t conn_key_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t conn_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct conn_node *conns;
 static _Atomic uint64_t committed_serial;
+static _Atomic uint64_t catalog_generation = 1;
 
 int64_t reg_now(void)
 {
@@ -76,21 +80,27 @@ static struct conn_node *find_node(sqlite3 *db)
 	return NULL;
 }
 
+/* Finalizes the node's statement, closes its connection and frees it. */
+static void close_node(struct conn_node *node)
+{
+	sqlite3_finalize(node->data_version_stmt);
+	sqlite3_close(node->db);
+	free(node);
+}
+
 static void close_thread_conn(void *value)
 {
-	sqlite3 *db = value;
+	struct conn_node *node = value;
 
 	pthread_mutex_lock(&conn_lock);
 	for (struct conn_node **p = &conns; *p; p = &(*p)->next) {
-		if ((*p)->db == db) {
-			struct conn_node *dead = *p;
-			*p = dead->next;
-			free(dead);
+		if (*p == node) {
+			*p = node->next;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&conn_lock);
-	sqlite3_close(db);
+	close_node(node);
 }
 
 static void make_conn_key(void)
@@ -98,29 +108,60 @@ static void make_conn_key(void)
 	pthread_key_create(&conn_key, close_thread_conn);
 }
 
-sqlite3 *reg_db_thread(void)
+/* Reads PRAGMA data_version on the thread's connection. It changes when another
+ * connection, in this process or another, committed since the previous read. Returns 1
+ * when it changed or cannot be read, 0 when it did not. */
+static int data_version_changed(struct conn_node *node)
+{
+	if (!node->data_version_stmt) {
+		node->data_version_stmt = reg_db_prepare(node->db, "PRAGMA data_version");
+		if (!node->data_version_stmt)
+			return 1;
+	}
+	int rc = sqlite3_step(node->data_version_stmt);
+	int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(node->data_version_stmt, 0) : 0;
+	sqlite3_reset(node->data_version_stmt);
+	if (rc != SQLITE_ROW) {
+		REG_ERROR("cannot read PRAGMA data_version of the catalog: %s", sqlite3_errstr(rc));
+		return 1;
+	}
+	int changed = version != node->data_version;
+	node->data_version = version;
+	return changed;
+}
+
+/* Returns this thread's node, opening its connection on first use; NULL after logging. */
+static struct conn_node *thread_node(void)
 {
 	pthread_once(&conn_key_once, make_conn_key);
-	sqlite3 *db = pthread_getspecific(conn_key);
-	if (db)
-		return db;
+	struct conn_node *node = pthread_getspecific(conn_key);
+	if (node)
+		return node;
 
-	db = reg_db_open(catalog_path);
+	sqlite3 *db = reg_db_open(catalog_path);
 	if (!db)
 		return NULL;
-	struct conn_node *node = calloc(1, sizeof *node);
+	node = calloc(1, sizeof *node);
 	if (!node) {
 		REG_ERROR("out of memory opening a catalog connection");
 		sqlite3_close(db);
 		return NULL;
 	}
 	node->db = db;
+	/* The baseline for reg_db_generation; a failure here only costs one extra bump. */
+	data_version_changed(node);
 	pthread_mutex_lock(&conn_lock);
 	node->next = conns;
 	conns = node;
 	pthread_mutex_unlock(&conn_lock);
-	pthread_setspecific(conn_key, db);
-	return db;
+	pthread_setspecific(conn_key, node);
+	return node;
+}
+
+sqlite3 *reg_db_thread(void)
+{
+	struct conn_node *node = thread_node();
+	return node ? node->db : NULL;
 }
 
 sqlite3_stmt *reg_db_prepare(sqlite3 *db, const char *sql)
@@ -160,6 +201,8 @@ int reg_db_commit(sqlite3 *db)
 	uint64_t seen = atomic_load(&committed_serial);
 	while (serial > seen && !atomic_compare_exchange_weak(&committed_serial, &seen, serial))
 		;
+	/* After the serial, so a reader that sees the new generation also sees the serial. */
+	atomic_fetch_add(&catalog_generation, 1);
 	return SQLITE_OK;
 }
 
@@ -205,6 +248,14 @@ int reg_db_append_event(sqlite3 *db, const char *kind, const char *slug, const c
 uint64_t reg_db_serial(void)
 {
 	return atomic_load(&committed_serial);
+}
+
+uint64_t reg_db_generation(void)
+{
+	struct conn_node *node = thread_node();
+	if (!node || data_version_changed(node))
+		atomic_fetch_add(&catalog_generation, 1);
+	return atomic_load(&catalog_generation);
 }
 
 /* Applies every embedded migration newer than PRAGMA user_version in one transaction. */
@@ -278,8 +329,7 @@ void reg_db_shutdown(void)
 
 	while (n) {
 		struct conn_node *next = n->next;
-		sqlite3_close(n->db);
-		free(n);
+		close_node(n);
 		n = next;
 	}
 	if (catalog_path)

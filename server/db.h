@@ -53,6 +53,13 @@ int reg_db_append_event(sqlite3 *db, const char *kind, const char *slug, const c
 /* Returns the newest committed change serial (0 before the first event). */
 uint64_t reg_db_serial(void);
 
+/* Returns the catalog generation, a counter that grows after every commit through
+ * reg_db_commit and whenever this thread's connection sees, by PRAGMA data_version, a
+ * commit of another connection (another process included). A document built after reading
+ * generation G reflects every write acknowledged before that read, so it stays valid for
+ * as long as the generation is still G. */
+uint64_t reg_db_generation(void);
+
 /* Prepares `sql`, logging a failure. Returns NULL on failure. */
 sqlite3_stmt *reg_db_prepare(sqlite3 *db, const char *sql);
 

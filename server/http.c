@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "cache.h"
 #include "db.h"
 #include "log.h"
 #include "mirror.h"
@@ -202,6 +203,8 @@ static enum MHD_Result respond_json_typed(reg_request *req, unsigned status, jso
 		return reg_respond(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL);
 	}
 	size_t len = strlen(text);
+	if (status == MHD_HTTP_OK && reg_cache_applies(req))
+		return reg_cache_respond(req, text, len, content_type);
 	struct MHD_Response *response =
 		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!response) {
@@ -724,6 +727,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return answer_multipart(req);
 	if (req->body_over_limit)
 		return respond_body_too_large(req, req->body_received);
+	enum MHD_Result cached;
+	if (reg_cache_applies(req) && reg_cache_serve(req, &cached))
+		return cached;
 	if (!req->route) {
 		/* begin_request stops without a route only after queueing a response. */
 		REG_LOG(REG_LOG_ERROR, "req", req->id, "no route and no response for %.300s",
@@ -868,6 +874,10 @@ struct MHD_Daemon *reg_http_start(void)
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)s->connection_timeout,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)s->max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)s->per_ip_connections,
+		/* Blob uploads arrive in pieces of about half this buffer: a 4 GiB upload took
+		 * 1.6 times the CPU at 32 KiB. Small GETs favour a smaller buffer (cached GETs
+		 * ran about 15% faster at 32 KiB, and callgrind puts most of their instructions
+		 * in a memset inside libmicrohttpd 0.9.75), but the upload target decides. */
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024),
 		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,

@@ -71,6 +71,8 @@ struct reg_request {
 	char multipart_boundary[72]; /* non-empty for a multipart body, which is rejected and never parsed */
 
 	reg_sink sink;
+	int cache_fill;            /* store the 200 body in the response cache (cache.c) */
+	uint64_t cache_generation; /* catalog generation read before the handler ran */
 	int responded;        /* a response was queued */
 	int failed;           /* a response was queued before the body ended */
 	int body_over_limit;  /* a JSON body grew past REG_JSON_BODY_LIMIT; 413 after the body */

@@ -61,7 +61,8 @@ SERVER_TESTS = \
 	tests/server/test_deploy.py \
 	tests/server/test_api_docs.py \
 	tests/server/test_mirror.py \
-	tests/server/test_hostile_requests.py
+	tests/server/test_hostile_requests.py \
+	tests/server/test_cache.py
 TESTS += $(SERVER_TESTS)
 EXTRA_DIST += $(SERVER_TESTS) tests/server/regtest.py
 PYTHON3 = python3

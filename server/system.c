@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache.h"
 #include "db.h"
 #include "log.h"
 #include "routes.h"
@@ -106,6 +107,17 @@ enum MHD_Result reg_metrics_get(reg_request *req)
 		     "ucreg_verify_seconds_sum %.6f\nucreg_verify_seconds_count %" PRIu64 "\n",
 		 (double)atomic_load(&reg_state.verify_microseconds) / 1e6,
 		 atomic_load(&reg_state.verify_runs));
+	reg_cache_stats cache;
+	reg_cache_get_stats(&cache);
+	text_add(&t, "# HELP ucreg_cache_hits_total Catalog documents served from the response cache.\n"
+		     "# TYPE ucreg_cache_hits_total counter\nucreg_cache_hits_total %" PRIu64 "\n"
+		     "# HELP ucreg_cache_misses_total Catalog documents built from the catalog.\n"
+		     "# TYPE ucreg_cache_misses_total counter\nucreg_cache_misses_total %" PRIu64 "\n"
+		     "# HELP ucreg_cache_entries Documents held by the response cache.\n"
+		     "# TYPE ucreg_cache_entries gauge\nucreg_cache_entries %" PRIu64 "\n"
+		     "# HELP ucreg_cache_bytes Memory held by the response cache.\n"
+		     "# TYPE ucreg_cache_bytes gauge\nucreg_cache_bytes %" PRIu64 "\n",
+		 cache.hits, cache.misses, cache.entries, cache.bytes);
 	text_add(&t, "# HELP ucreg_change_serial Newest change serial.\n"
 		     "# TYPE ucreg_change_serial gauge\nucreg_change_serial %" PRIu64 "\n",
 		 reg_db_serial());
