@@ -10,6 +10,7 @@
 
 #include "blobs.h"
 #include "db.h"
+#include "evaluations.h"
 #include "log.h"
 #include "packs.h"
 
@@ -79,11 +80,11 @@ static json_t *parse_body(reg_request *req)
 	return body;
 }
 
-static enum MHD_Result bad_field(reg_request *req, const char *field, const char *expected)
+static int bad_field(char *message, size_t message_size, const char *field, const char *expected)
 {
-	return reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
-				   "Invalid evaluation record", "field '%s' is missing or invalid: expected %s",
-				   field, expected);
+	snprintf(message, message_size, "field '%s' is missing or invalid: expected %s", field,
+		 expected);
+	return -1;
 }
 
 static int positive_number(json_t *value, double *out)
@@ -94,8 +95,7 @@ static int positive_number(json_t *value, double *out)
 	return isfinite(*out) && *out > 0;
 }
 
-/* Checks the record; on success stores the protocol key (new string). Queues 400 else. */
-static int validate_record(reg_request *req, json_t *record, char **protocol_key)
+int reg_evaluation_check(json_t *record, char **protocol_key, char *message, size_t message_size)
 {
 	const char *metric = json_string_value(json_object_get(record, "metric"));
 	const char *comparator = json_string_value(json_object_get(record, "comparator"));
@@ -103,70 +103,89 @@ static int validate_record(reg_request *req, json_t *record, char **protocol_key
 	double baseline, compressed, ratio;
 
 	if (!metric || (strcmp(metric, "ppl") != 0 && strcmp(metric, "cls_cosine") != 0))
-		return bad_field(req, "metric", "\"ppl\" or \"cls_cosine\""), -1;
+		return bad_field(message, message_size, "metric", "\"ppl\" or \"cls_cosine\"");
 	if (!comparator || !reg_comparator_valid(comparator))
-		return bad_field(req, "comparator", "canonical-transformer, architecture-compatible"
-				 " or cls-cosine"), -1;
+		return bad_field(message, message_size, "comparator", "canonical-transformer,"
+				 " architecture-compatible or cls-cosine");
 	if (!json_is_object(protocol))
-		return bad_field(req, "protocol", "an object"), -1;
+		return bad_field(message, message_size, "protocol", "an object");
 	const char *corpus = json_string_value(json_object_get(protocol, "corpus"));
 	const char *corpus_sha = json_string_value(json_object_get(protocol, "corpus_sha256"));
 	json_t *tokens = json_object_get(protocol, "tokens");
 	if (!corpus || corpus[0] == '\0')
-		return bad_field(req, "protocol.corpus", "the corpus name"), -1;
+		return bad_field(message, message_size, "protocol.corpus", "the corpus name");
 	if (!corpus_sha || !reg_digest_valid(corpus_sha))
-		return bad_field(req, "protocol.corpus_sha256", "64 lower-case hex digits"), -1;
+		return bad_field(message, message_size, "protocol.corpus_sha256",
+				 "64 lower-case hex digits");
 	if (!json_is_integer(tokens) || json_integer_value(tokens) <= 0)
-		return bad_field(req, "protocol.tokens", "a positive integer count"), -1;
+		return bad_field(message, message_size, "protocol.tokens", "a positive integer count");
 	if (!json_is_string(json_object_get(protocol, "tokenizer")))
-		return bad_field(req, "protocol.tokenizer", "the tokenizer name"), -1;
+		return bad_field(message, message_size, "protocol.tokenizer", "the tokenizer name");
 	json_t *seq_len = json_object_get(protocol, "seq_len");
 	if (!(json_is_null(seq_len) || (json_is_integer(seq_len) && json_integer_value(seq_len) > 0)))
-		return bad_field(req, "protocol.seq_len", "a positive integer or null"), -1;
+		return bad_field(message, message_size, "protocol.seq_len",
+				 "a positive integer or null");
 	if (!json_is_object(json_object_get(protocol, "windowing")))
-		return bad_field(req, "protocol.windowing", "an object"), -1;
+		return bad_field(message, message_size, "protocol.windowing", "an object");
 	if (!positive_number(json_object_get(record, "baseline"), &baseline))
-		return bad_field(req, "baseline", "a positive finite number"), -1;
+		return bad_field(message, message_size, "baseline", "a positive finite number");
 	if (!positive_number(json_object_get(record, "compressed"), &compressed))
-		return bad_field(req, "compressed", "a positive finite number"), -1;
+		return bad_field(message, message_size, "compressed", "a positive finite number");
 	if (!positive_number(json_object_get(record, "ratio"), &ratio))
-		return bad_field(req, "ratio", "a positive finite number"), -1;
+		return bad_field(message, message_size, "ratio", "a positive finite number");
 	/* With extreme inputs the quotient overflows to inf, and inf - ratio > tol * inf is
 	 * false, so a non-finite quotient would pass the check below. */
 	double quotient = compressed / baseline;
 	if (!isfinite(quotient) || quotient <= 0) {
-		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
-				    "Invalid evaluation record",
-				    "compressed / baseline = %.9g / %.9g is not a finite positive number;"
-				    " send the measured values", compressed, baseline);
+		snprintf(message, message_size, "compressed / baseline = %.9g / %.9g is not a finite"
+			 " positive number; send the measured values", compressed, baseline);
 		return -1;
 	}
 	if (fabs(ratio - quotient) > RATIO_TOLERANCE * quotient) {
-		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
-				    "Invalid evaluation record",
-				    "ratio %.9g differs from compressed / baseline = %.9g / %.9g = %.9g",
-				    ratio, compressed, baseline, compressed / baseline);
+		snprintf(message, message_size, "ratio %.9g differs from compressed / baseline ="
+			 " %.9g / %.9g = %.9g", ratio, compressed, baseline, compressed / baseline);
 		return -1;
 	}
 	if (!json_is_string(json_object_get(record, "harness")))
-		return bad_field(req, "harness", "the name and version of the measuring harness"), -1;
+		return bad_field(message, message_size, "harness",
+				 "the name and version of the measuring harness");
 
 	/* Sorted keys make equal protocols compare equal as text. */
 	*protocol_key = json_dumps(protocol, JSON_COMPACT | JSON_SORT_KEYS);
-	return *protocol_key ? 0 : -1;
+	return *protocol_key ? 0 : -2;
 }
 
-static int insert_evaluation(sqlite3 *db, reg_request *req, const struct target *t, json_t *record,
-			     const char *protocol_key, int64_t *id)
+int reg_evaluation_pack_matches(json_t *record, const char *digest)
+{
+	const char *pack_digest = json_string_value(
+		json_object_get(json_object_get(record, "pack"), "manifest_sha256"));
+	return !pack_digest || strcmp(pack_digest, digest) == 0;
+}
+
+/* Runs reg_evaluation_check for a request; queues 400 when the record is invalid. */
+static int validate_record(reg_request *req, json_t *record, char **protocol_key)
+{
+	char message[512];
+
+	int rc = reg_evaluation_check(record, protocol_key, message, sizeof message);
+	if (rc == -1)
+		reg_respond_problem(req, MHD_HTTP_BAD_REQUEST, "invalid_evaluation",
+				    "Invalid evaluation record", "%s", message);
+	return rc == 0 ? 0 : -1;
+}
+
+int reg_evaluation_insert(sqlite3 *db, const reg_evaluation_row *row, json_t *record,
+			  const char *protocol_key, int64_t *id)
 {
 	char *text = json_dumps(record, JSON_COMPACT | JSON_SORT_KEYS);
 	sqlite3_stmt *stmt = text ? reg_db_prepare(db,
 		"INSERT INTO evaluations (version_id, metric, comparator, protocol_key, baseline,"
-		" compressed, ratio, record, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		" compressed, ratio, record, created_at, created_by, upstream_id)"
+		" VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		: NULL;
 	int rc = SQLITE_ERROR;
 	if (stmt) {
-		sqlite3_bind_int64(stmt, 1, t->version_id);
+		sqlite3_bind_int64(stmt, 1, row->version_id);
 		sqlite3_bind_text(stmt, 2, json_string_value(json_object_get(record, "metric")), -1,
 				  SQLITE_STATIC);
 		sqlite3_bind_text(stmt, 3, json_string_value(json_object_get(record, "comparator")), -1,
@@ -176,8 +195,12 @@ static int insert_evaluation(sqlite3 *db, reg_request *req, const struct target 
 		sqlite3_bind_double(stmt, 6, json_number_value(json_object_get(record, "compressed")));
 		sqlite3_bind_double(stmt, 7, json_number_value(json_object_get(record, "ratio")));
 		sqlite3_bind_text(stmt, 8, text, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(stmt, 9, reg_now());
-		sqlite3_bind_int64(stmt, 10, req->token_id);
+		sqlite3_bind_int64(stmt, 9, row->created_at);
+		sqlite3_bind_int64(stmt, 10, row->created_by);
+		if (row->upstream_id > 0)
+			sqlite3_bind_int64(stmt, 11, row->upstream_id);
+		else
+			sqlite3_bind_null(stmt, 11);
 		rc = sqlite3_step(stmt);
 		sqlite3_finalize(stmt);
 	}
@@ -212,9 +235,9 @@ enum MHD_Result reg_evaluation_post(reg_request *req)
 		reg_db_rollback(db);
 		goto out;
 	}
-	const char *pack_digest = json_string_value(
-		json_object_get(json_object_get(record, "pack"), "manifest_sha256"));
-	if (pack_digest && strcmp(pack_digest, t.digest) != 0) {
+	if (!reg_evaluation_pack_matches(record, t.digest)) {
+		const char *pack_digest = json_string_value(
+			json_object_get(json_object_get(record, "pack"), "manifest_sha256"));
 		reg_db_rollback(db);
 		result = reg_respond_problem(req, MHD_HTTP_CONFLICT, "evaluation_pack_mismatch",
 					     "Evaluation measured another pack",
@@ -222,7 +245,10 @@ enum MHD_Result reg_evaluation_post(reg_request *req)
 					     " manifest sha256:%s", pack_digest, t.digest);
 		goto out;
 	}
-	if (insert_evaluation(db, req, &t, record, protocol_key, &id) != 0 ||
+	reg_evaluation_row row = {
+		.version_id = t.version_id, .created_at = reg_now(), .created_by = req->token_id,
+	};
+	if (reg_evaluation_insert(db, &row, record, protocol_key, &id) != 0 ||
 	    reg_db_append_event(db, "evaluation", req->segments[2], req->segments[4], NULL) != SQLITE_OK ||
 	    reg_db_commit(db) != SQLITE_OK) {
 		reg_db_rollback(db);

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "mirror_catalog.h"
+#include "mirror_evaluations.h"
 #include "mirror_pipeline.h"
 #include "snapshot_verify.h"
 #include "uc_hash.h"
@@ -39,6 +40,7 @@ struct entry {
 	int fetch;               /* 1 while it still needs download and verification */
 	int rejected;             /* 1 once rejected (recorded) */
 	int transient;           /* 1 when a retry might fix its failure */
+	int evaluations;         /* 1 when its evaluations are to be copied from upstream */
 	char *manifest;
 	size_t manifest_len;
 	uc_manifest *parsed;
@@ -54,6 +56,7 @@ struct round {
 	int transient;          /* a failure that a retry could fix happened */
 	size_t published;
 	size_t rejected;
+	size_t evaluations;     /* evaluations copied */
 };
 
 static void reject(struct round *r, struct entry *e, const char *kind, int transient,
@@ -192,6 +195,8 @@ static int collect_changes(struct round *r, int64_t since, int64_t until)
 			const char *detail = json_string_value(json_object_get(change, "detail"));
 			if (e && kind && detail && strcmp(kind, "yank") == 0 && !e->yank_reason)
 				e->yank_reason = strdup(detail);
+			if (e && kind && strcmp(kind, "evaluation") == 0)
+				e->evaluations = 1;
 		}
 		json_decref(root);
 		if (since == page_start)
@@ -200,14 +205,17 @@ static int collect_changes(struct round *r, int64_t since, int64_t until)
 	return 0;
 }
 
-/* Adds every snapshot version and every local version. */
+/* Adds every snapshot version, with its evaluations to copy, and every local version. */
 static int collect_everything(struct round *r)
 {
 	size_t i;
 	json_t *v;
-	json_array_foreach(r->snapshot.versions, i, v)
-		add_entry(r, json_string_value(json_object_get(v, "slug")),
-			  json_string_value(json_object_get(v, "version")));
+	json_array_foreach(r->snapshot.versions, i, v) {
+		struct entry *e = add_entry(r, json_string_value(json_object_get(v, "slug")),
+					    json_string_value(json_object_get(v, "version")));
+		if (e)
+			e->evaluations = 1;
+	}
 
 	sqlite3_stmt *stmt = reg_db_prepare(r->ctx->db,
 		"SELECT p.slug, v.version FROM versions v JOIN packs p ON p.id = v.pack_id");
@@ -230,7 +238,18 @@ static const char *upstream_string(const struct entry *e, const char *name)
 	return json_string_value(json_object_get(e->upstream, name));
 }
 
-/* Decides what each entry needs: deletion, a yank, a download, or nothing. */
+/* Copies the entry's evaluations from upstream; a failure a retry could fix marks the
+ * round incomplete. */
+static void copy_evaluations(struct round *r, struct entry *e)
+{
+	if (reg_mirror_sync_evaluations(r->ctx->db, r->ctx->fetch, e->slug, e->version,
+					r->ctx->owner_token, &r->evaluations) != 0)
+		r->transient = 1;
+}
+
+/* Decides what each entry needs: deletion, a yank, a download, or nothing. A version kept
+ * here gets its evaluations copied when the change feed has an evaluation event for it or
+ * the round is a full one. */
 static void plan(struct round *r)
 {
 	sqlite3 *db = r->ctx->db;
@@ -261,11 +280,15 @@ static void plan(struct round *r)
 		int yanked = json_is_true(json_object_get(e->upstream, "yanked"));
 		if (!found) {
 			e->fetch = 1;
-		} else if (yanked && !local.yanked) {
+			continue;
+		}
+		if (yanked && !local.yanked) {
 			if (reg_mirror_yank(db, e->slug, e->version, e->yank_reason ? e->yank_reason
 					    : "yanked upstream") == 0)
 				REG_INFO("mirror: yanked %s@%s", e->slug, e->version);
 		}
+		if (e->evaluations)
+			copy_evaluations(r, e);
 	}
 }
 
@@ -328,6 +351,7 @@ static void publish_verified(struct round *r, struct entry *e, const reg_mirror_
 	if (reg_mirror_publish(r->ctx->db, &v) == 0) {
 		r->published++;
 		REG_INFO("mirror: published %s@%s (manifest %s)", e->slug, e->version, v.digest);
+		copy_evaluations(r, e);
 	} else {
 		reject(r, e, "catalog", 1, "cannot publish in the local catalog");
 	}
@@ -419,8 +443,9 @@ void reg_mirror_run_round(reg_mirror_context *ctx)
 	reg_mirror_state_save(ctx->db, &state);
 	clock_gettime(CLOCK_MONOTONIC, &end);
 	REG_INFO("mirror: round to serial %" PRId64 " %s in %.3f s: %zu versions reconciled, %zu"
-		 " published, %zu rejected", r.snapshot.serial, r.transient ? "incomplete, will retry"
-		 : "applied", seconds_between(&start, &end), r.count, r.published, r.rejected);
+		 " published, %zu rejected, %zu evaluations copied", r.snapshot.serial,
+		 r.transient ? "incomplete, will retry" : "applied", seconds_between(&start, &end),
+		 r.count, r.published, r.rejected, r.evaluations);
 out:
 	round_clear(&r);
 }

@@ -5,7 +5,8 @@ sbin_PROGRAMS += server/ucregd
 SERVER_SCHEMA = \
 	$(top_srcdir)/schema/001_catalog.sql \
 	$(top_srcdir)/schema/002_mirror.sql \
-	$(top_srcdir)/schema/003_deleted_versions.sql
+	$(top_srcdir)/schema/003_deleted_versions.sql \
+	$(top_srcdir)/schema/004_evaluation_upstream_id.sql
 
 server_ucregd_SOURCES = \
 	server/main.c server/server.h \
@@ -31,7 +32,8 @@ server_ucregd_SOURCES = \
 	server/mirror_catalog.c server/mirror_catalog.h \
 	server/mirror_verify.c server/mirror_verify.h \
 	server/mirror_pipeline.c server/mirror_pipeline.h \
-	server/mirror_fetch.c server/mirror_fetch.h
+	server/mirror_fetch.c server/mirror_fetch.h \
+	server/mirror_evaluations.c server/mirror_evaluations.h
 nodist_server_ucregd_SOURCES = server/schema_sql.c
 server_ucregd_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/server
 server_ucregd_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS) $(SQLITE_CFLAGS) $(CURL_CFLAGS)

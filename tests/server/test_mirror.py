@@ -20,6 +20,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import regtest  # noqa: E402
 from regtest import Daemon, make_pack, wait_for_job, wait_until  # noqa: E402
+from test_evaluations import record  # noqa: E402
 
 SYNC_TIMEOUT = 20.0
 
@@ -221,6 +222,122 @@ class SyncTest(MirrorTest):
         kinds = [c["kind"] for c in mirror.request("GET", "/api/changes").json()["changes"]]
         self.assertIn("yank", kinds)
         self.assertIn("delete", kinds)
+
+
+class EvaluationMirrorTest(MirrorTest):
+    def post_evaluation(self, body, slug="stories"):
+        response = self.upstream.request(
+            "POST", "/api/packs/%s/versions/1.0/evaluations" % slug,
+            body=json.dumps(body).encode(), token=self.token)
+        self.assertEqual(response.status, 201, response.body)
+        return response.json()
+
+    def mirror_evaluations(self, mirror):
+        """The evaluations of the mirror's latest stories version, [] before it is published."""
+        response = mirror.request("GET", "/api/packs/stories")
+        if response.status == 404:
+            return []
+        self.assertEqual(response.status, 200, response.body)
+        return response.json()["latest"]["evaluations"]
+
+    def wait_evaluations(self, mirror, count):
+        self.assertTrue(wait_until(lambda: len(self.mirror_evaluations(mirror)) == count,
+                                   SYNC_TIMEOUT),
+                        "the mirror never had %d evaluations:\n%s" % (count, mirror.log()))
+
+    def stats_without_ids(self, daemon):
+        """/api/stats with the evaluation ids removed, because a mirror numbers its own rows."""
+        stats = daemon.request("GET", "/api/stats").json()
+        for comparator in stats["comparators"]:
+            for group in comparator["groups"]:
+                for row in group["included"] + group["excluded"]:
+                    del row["evaluation"]
+        return stats
+
+    def test_evaluations_before_and_after_sync(self):
+        self.publish("1.0")
+        first = self.post_evaluation(record(compressed=3.6))
+        mirror = self.start_mirror()
+        self.wait_evaluations(mirror, 1)
+        second = self.post_evaluation(record(compressed=3.7, seq_len=256))
+        self.wait_evaluations(mirror, 2)
+
+        copied = self.mirror_evaluations(mirror)
+        for posted, local in zip((first, second), copied):
+            for field in ("metric", "comparator", "protocol", "baseline", "compressed", "ratio",
+                          "harness"):
+                self.assertEqual(local[field], posted[field], field)
+        upstream = self.upstream.request("GET", "/api/packs/stories").json()
+        self.assertEqual([e["submitted_at"] for e in copied],
+                         [e["submitted_at"] for e in upstream["latest"]["evaluations"]])
+        stats = self.stats_without_ids(mirror)
+        self.assertEqual(sum(len(g["included"]) for c in stats["comparators"]
+                             for g in c["groups"]), 2)
+        self.assertEqual(stats, self.stats_without_ids(self.upstream))
+        kinds = [c["kind"] for c in mirror.request("GET", "/api/changes").json()["changes"]]
+        self.assertEqual(kinds.count("evaluation"), 2)
+
+    def test_second_sync_no_duplicates(self):
+        self.publish("1.0")
+        self.post_evaluation(record(compressed=3.6))
+        mirror = self.start_mirror()
+        self.wait_evaluations(mirror, 1)
+        self.post_evaluation(record(compressed=3.7, seq_len=256))
+        self.wait_evaluations(mirror, 2)
+
+        # A restart runs a full round, which fetches every version's evaluations again.
+        self.assertEqual(mirror.stop(), 0)
+        mirror.start()
+        self.assertTrue(wait_until(lambda: mirror.log().count("full round") == 1
+                                   and "applied in" in mirror.log(), SYNC_TIMEOUT),
+                        mirror.log())
+        self.assertEqual(len(self.mirror_evaluations(mirror)), 2)
+        kinds = [c["kind"] for c in mirror.request("GET", "/api/changes").json()["changes"]]
+        self.assertEqual(kinds.count("evaluation"), 2)
+
+    def test_invalid_upstream_evaluation_rejected(self):
+        self.publish("1.0")
+        good = self.post_evaluation(record(compressed=3.6))
+        path = "/api/packs/stories/versions/1.0"
+        document = self.upstream.request("GET", path).json()
+        bad = dict(good, id=good["id"] + 1000, ratio=0.5)
+        other_pack = dict(good, id=good["id"] + 1001,
+                          pack={"name": "x", "manifest_sha256": "0" * 64, "dtype": "bf16"})
+        document["evaluations"] = [bad, other_pack] + document["evaluations"]
+        stub = Stub(self.upstream.port)
+        self.addCleanup(stub.close)
+        stub.overrides[path] = json.dumps(document).encode()
+
+        mirror = self.start_mirror(stub.url)
+        self.wait_failure(mirror, "evaluation", "ratio 0.5 differs")
+        self.wait_failure(mirror, "evaluation", "is not this version's manifest")
+        self.wait_evaluations(mirror, 1)
+        self.assertEqual(self.mirror_evaluations(mirror)[0]["compressed"], 3.6)
+
+    def test_refused_version_gets_no_evaluations(self):
+        self.publish("1.0")
+        self.publish("1.0", self.rwkv, slug="rwkv")
+        self.post_evaluation(record(compressed=3.6))
+        self.post_evaluation(record(compressed=3.7), slug="rwkv")
+        path = self.upstream.blob_path(next(iter(self.stories[1])))
+        with open(path, "r+b") as f:
+            f.seek(1000)
+            byte = f.read(1)
+            f.seek(1000)
+            f.write(bytes([byte[0] ^ 0x01]))
+
+        mirror = self.start_mirror()
+        self.wait_failure(mirror, "version", "hashes to")
+        self.assertTrue(wait_until(lambda: len(mirror.request(
+            "GET", "/api/packs/rwkv").json().get("latest", {}).get("evaluations", [])) == 1,
+            SYNC_TIMEOUT), mirror.log())
+        self.assertEqual(mirror.request("GET", "/api/packs/stories").status, 404)
+        stats = self.stats_without_ids(mirror)
+        slugs = [row["slug"] for c in stats["comparators"] for g in c["groups"]
+                 for row in g["included"] + g["excluded"]]
+        self.assertEqual(slugs, ["rwkv"])
+        changes = mirror.request("GET", "/api/changes").json()["changes"]
+        self.assertEqual([c["slug"] for c in changes if c["kind"] == "evaluation"], ["rwkv"])
 
 
 class TamperTest(MirrorTest):
