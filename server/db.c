@@ -17,7 +17,8 @@ struct conn_node {
 	sqlite3 *db;
 	uint64_t pending_serial; /* serial appended in the open transaction, 0 when none */
 	sqlite3_stmt *data_version_stmt; /* PRAGMA data_version, prepared on first use */
-	int64_t data_version;             /* last value read, 0 before the first read */
+	int64_t data_version;  /* last value read */
+	int data_version_read; /* 0 until the first read, which always counts as a change */
 	struct conn_node *next;
 };
 
@@ -125,8 +126,11 @@ static int data_version_changed(struct conn_node *node)
 		REG_ERROR("cannot read PRAGMA data_version of the catalog: %s", sqlite3_errstr(rc));
 		return 1;
 	}
-	int changed = version != node->data_version;
+	/* The first read counts as a change, because this connection cannot tell what others
+	 * committed before it opened. */
+	int changed = !node->data_version_read || version != node->data_version;
 	node->data_version = version;
+	node->data_version_read = 1;
 	return changed;
 }
 
@@ -148,8 +152,6 @@ static struct conn_node *thread_node(void)
 		return NULL;
 	}
 	node->db = db;
-	/* The baseline for reg_db_generation; a failure here only costs one extra bump. */
-	data_version_changed(node);
 	pthread_mutex_lock(&conn_lock);
 	node->next = conns;
 	conns = node;

@@ -167,22 +167,25 @@ class CacheTest(PackTest):
         """Fills more distinct keys than the cache may hold, over one keep-alive
         connection, and checks that the entry count stays at the limit."""
         conn = http.client.HTTPConnection("127.0.0.1", self.daemon.port, timeout=30)
-        try:
-            for since in range(CACHE_MAX_ENTRIES + 100):
-                conn.request("GET", "/api/changes?since=%d" % since)
-                response = conn.getresponse()
-                response.read()
-                self.assertEqual(response.status, 200)
-        finally:
-            conn.close()
+        self.addCleanup(conn.close)
+
+        def get_changes(since):
+            conn.request("GET", "/api/changes?since=%d" % since)
+            response = conn.getresponse()
+            response.read()
+            self.assertEqual(response.status, 200)
+
+        for since in range(CACHE_MAX_ENTRIES + 100):
+            get_changes(since)
         metrics = self.metrics()
         self.assertEqual(metrics["ucreg_cache_entries"], CACHE_MAX_ENTRIES)
         self.assertLessEqual(metrics["ucreg_cache_bytes"], 16 << 20)
-        # The newest key is still cached; the first one was evicted.
+
+        # The newest key is still cached, and the first one was evicted.
         hits = metrics["ucreg_cache_hits_total"]
-        self.get("/api/changes?since=%d" % (CACHE_MAX_ENTRIES + 99))
+        get_changes(CACHE_MAX_ENTRIES + 99)
         self.assertEqual(self.metrics()["ucreg_cache_hits_total"], hits + 1)
-        self.get("/api/changes?since=0")
+        get_changes(0)
         self.assertEqual(self.metrics()["ucreg_cache_hits_total"], hits + 1)
 
 
