@@ -50,6 +50,8 @@ start_daemon() {
 	dir=$work/$1
 	mkdir -p "$dir"
 	token=$("$ucregd" --data-dir "$dir/data" token create --name bench --scope push 2>/dev/null | tail -n 1)
+	# The log must exist before the loop below reads it: the background job opens it later.
+	: >"$dir/log"
 	"$ucregd" --data-dir "$dir/data" --listen 127.0.0.1:0 >"$dir/log" 2>&1 &
 	daemon_pid=$!
 	port=
