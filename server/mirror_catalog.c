@@ -9,6 +9,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "packs.h"
 
 /* Runs one statement with text parameters ?1..?n (NULL binds NULL). Returns SQLITE_DONE,
  * SQLITE_ROW or the error. */
@@ -246,25 +247,6 @@ static int insert_version(sqlite3 *db, const reg_mirror_version *v, int64_t pack
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int link_blobs(sqlite3 *db, int64_t version_id, const uc_manifest *m)
-{
-	sqlite3_stmt *stmt = reg_db_prepare(db,
-		"INSERT OR IGNORE INTO version_blobs (version_id, digest) VALUES (?, ?)");
-	if (!stmt)
-		return -1;
-	int rc = SQLITE_DONE;
-	for (size_t i = 0; i < uc_manifest_shard_count(m) && rc == SQLITE_DONE; i++) {
-		char hex[UC_SHA256_HEX_CHARS + 1];
-		uc_sha256_to_hex(uc_manifest_shard_at(m, i)->sha256, hex);
-		sqlite3_reset(stmt);
-		sqlite3_bind_int64(stmt, 1, version_id);
-		sqlite3_bind_text(stmt, 2, hex, -1, SQLITE_TRANSIENT);
-		rc = sqlite3_step(stmt);
-	}
-	sqlite3_finalize(stmt);
-	return rc == SQLITE_DONE ? 0 : -1;
-}
-
 static int insert_done_job(sqlite3 *db, int64_t version_id, double seconds)
 {
 	sqlite3_stmt *stmt = reg_db_prepare(db,
@@ -287,7 +269,7 @@ int reg_mirror_publish(sqlite3 *db, const reg_mirror_version *v)
 	if (reg_db_begin_write(db) != SQLITE_OK)
 		return -1;
 	if ((pack_id = ensure_pack(db, v)) < 0 || insert_version(db, v, pack_id, &version_id) != 0 ||
-	    link_blobs(db, version_id, v->parsed) != 0 ||
+	    reg_version_link_blobs(db, version_id, v->parsed) != 0 ||
 	    insert_done_job(db, version_id, v->verify_seconds) != 0 ||
 	    reg_db_append_event(db, "publish", v->slug, v->version, v->digest) != SQLITE_OK ||
 	    reg_db_append_event(db, "verify", v->slug, v->version, "verified") != SQLITE_OK ||

@@ -175,7 +175,7 @@ static int insert_version(sqlite3 *db, reg_request *req, int64_t pack_id,
 	return 0;
 }
 
-static int insert_version_blobs(sqlite3 *db, int64_t version_id, const uc_manifest *m)
+int reg_version_link_blobs(sqlite3 *db, int64_t version_id, const uc_manifest *m)
 {
 	sqlite3_stmt *stmt = reg_db_prepare(db,
 		"INSERT OR IGNORE INTO version_blobs (version_id, digest) VALUES (?, ?)");
@@ -359,7 +359,7 @@ static enum MHD_Result publish(reg_request *req, sqlite3 *db, const struct manif
 	if (insert_version(db, req, pack.id, facts, &version_id) != 0)
 		goto catalog_error;
 	if (facts->manifest) {
-		if (insert_version_blobs(db, version_id, facts->manifest) != 0 ||
+		if (reg_version_link_blobs(db, version_id, facts->manifest) != 0 ||
 		    (job_id = insert_job(db, version_id)) < 0 ||
 		    reg_db_append_event(db, "publish", slug, version, facts->digest) != SQLITE_OK)
 			goto catalog_error;

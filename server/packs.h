@@ -2,7 +2,9 @@
 #ifndef REG_PACKS_H
 #define REG_PACKS_H
 
+#include "db.h"
 #include "http.h"
+#include "uc.h"
 
 #define REG_JOB_MAX_ATTEMPTS 3
 #define REG_JOB_MAX_ATTEMPTS_TEXT "3"
@@ -30,6 +32,10 @@ int reg_check_names(reg_request *req, int has_version);
 /* Returns 1 when `name` is one of the comparators: canonical-transformer,
  * architecture-compatible, cls-cosine. */
 int reg_comparator_valid(const char *name);
+
+/* Records which shard blobs a version references (the version_blobs rows), inside the
+ * caller's write transaction. Returns 0, or -1 on a catalog error. */
+int reg_version_link_blobs(sqlite3 *db, int64_t version_id, const uc_manifest *manifest);
 
 /* Queues the 500 response for a catalog failure already logged. */
 enum MHD_Result reg_respond_catalog_error(reg_request *req);
