@@ -20,7 +20,7 @@ server_ucregd_SOURCES = \
 	server/blobs.c server/blobs.h \
 	server/packs.c server/packs.h \
 	server/catalog.c server/catalog_list.c \
-	server/evaluations.c server/stats.c \
+	server/evaluations.c server/evaluations.h server/stats.c \
 	server/uploads.c server/uploads.h \
 	server/static.c server/static.h \
 	server/system.c \
