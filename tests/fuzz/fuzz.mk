@@ -30,7 +30,7 @@ fuzz:
 .PHONY: fuzz
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/fuzz-rules.gmk tests/fuzz/seeds \
-	tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_safetensors.dict tests/fuzz/fuzz_llama2c.c \
+	tests/fuzz/fuzz_source_parser.h tests/fuzz/fuzz_safetensors.c tests/fuzz/fuzz_safetensors.dict tests/fuzz/fuzz_llama2c.c \
 	tests/fuzz/fuzz_rwkvcpp.c
 CLEANFILES += tests/fuzz/fuzz_safetensors tests/fuzz/fuzz_llama2c tests/fuzz/fuzz_rwkvcpp
 

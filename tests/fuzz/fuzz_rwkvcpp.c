@@ -1,39 +1,10 @@
-/* libFuzzer target: the rwkv.cpp model file parser on arbitrary bytes. Every
- * tensor of an accepted file must lie inside the input, which AddressSanitizer checks
- * when its first and last elements are read. */
-#include <stdint.h>
-#include <string.h>
-
-#include "source_internal.h"
+/* libFuzzer target: the rwkv.cpp model file parser on arbitrary bytes, with the checks of
+ * fuzz_source_parser.h. */
+#include "fuzz_source_parser.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	ucp_parsed_file *parsed = NULL;
-	uc_error err;
-	uc_error_clear(&err);
-	if (ucp_rwkvcpp_parse(data, size, &parsed, &err) != UC_OK) {
-		/* A failure must leave *out NULL and set a NUL-terminated message. */
-		if (parsed != NULL || err.message[0] == '\0' ||
-		    memchr(err.message, 0, sizeof err.message) == NULL)
-			__builtin_trap();
-		return 0;
-	}
-
-	for (size_t i = 0; i < parsed->tensor_count; i++) {
-		const ucp_tensor_entry *t = &parsed->tensors[i];
-		if (t->offset > size || t->nbytes > size - t->offset)
-			__builtin_trap();
-		uc_tensor_view view = { .name = t->name, .dtype = t->dtype, .ndim = t->ndim,
-					.n_elements = t->n_elements, .data = data + t->offset,
-					.nbytes = t->nbytes };
-		float ends[2];
-		if (t->n_elements > 0) {
-			uc_tensor_to_f32(&view, 0, 1, &ends[0]);
-			uc_tensor_to_f32(&view, t->n_elements - 1, 1, &ends[1]);
-		}
-	}
-	ucp_parsed_file_free(parsed);
-	return 0;
+	return fuzz_source_parser(ucp_rwkvcpp_parse, data, size);
 }
