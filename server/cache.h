@@ -28,15 +28,16 @@
 /* Returns 1 when the request is a GET or HEAD of a route whose documents are cached. */
 int reg_cache_applies(const reg_request *req);
 
-/* Answers the request from a current entry, with 304 when If-None-Match matches: returns
+/* Serves the request from a current entry, with 304 when If-None-Match matches: returns
  * 1 and stores MHD's result in `*result`. Otherwise reads the catalog generation into
  * the request, marks it so reg_cache_respond stores the body the handler builds, and
  * returns 0. */
 int reg_cache_serve(reg_request *req, enum MHD_Result *result);
 
-/* Queues a 200 response of `len` bytes of `body` (taken: freed with free() in every case)
- * with its ETag, or a 304 when If-None-Match matches, and stores the body when the
- * request was marked by reg_cache_serve and the generation it read is still current.
+/* Queues a 200 response of `len` bytes of `body` with its ETag, or a 304 when
+ * If-None-Match matches. Takes `body` and frees it with free() in every case. The body
+ * is also stored when reg_cache_serve marked the request and the generation it read is
+ * still current.
  * `content_type` must be a string literal. */
 enum MHD_Result reg_cache_respond(reg_request *req, char *body, size_t len,
 				  const char *content_type);
